@@ -1,0 +1,243 @@
+#include "tests/support/child_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace nvhv::test {
+namespace {
+
+int decode_status(int st) {
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -1;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, Options options) : argv_(std::move(argv)) {
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, options.merge_stderr ? out_pipe[1] : err_pipe[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Children start with default signal handling and an empty mask, whatever the test runner has.
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  for (auto& e : options.env) env.push_back(e);
+  auto cargv = c_strings(argv_);
+  auto cenv = c_strings(env);
+  int rc = posix_spawnp(&pid_, cargv[0], &fa, &attr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (rc != 0) {
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(rc));
+  }
+  out_thread_ = std::thread([this, fd = out_pipe[0]] { reader(fd, out_); });
+  err_thread_ = std::thread([this, fd = err_pipe[0]] { reader(fd, err_); });
+}
+
+ChildProcess::~ChildProcess() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    int st;
+    ::waitpid(pid_, &st, 0);
+  }
+  if (out_thread_.joinable()) out_thread_.join();
+  if (err_thread_.joinable()) err_thread_.join();
+}
+
+void ChildProcess::reader(int fd, Stream& stream) {
+  std::string partial;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    std::lock_guard lock(mu_);
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == '\n') {
+        if (!partial.empty() && partial.back() == '\r') partial.pop_back();
+        stream.lines.push_back(std::move(partial));
+        partial.clear();
+      } else {
+        partial.push_back(buf[i]);
+      }
+    }
+    cv_.notify_all();
+  }
+  ::close(fd);
+  std::lock_guard lock(mu_);
+  if (!partial.empty()) stream.lines.push_back(std::move(partial));
+  stream.eof = true;
+  cv_.notify_all();
+}
+
+void ChildProcess::signal(int sig) const { ::kill(pid_, sig); }
+
+std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
+  if (status_) return status_;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int st;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = decode_status(st);
+      // Drain output so callers see every line the child wrote.
+      if (out_thread_.joinable()) out_thread_.join();
+      if (err_thread_.joinable()) err_thread_.join();
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::optional<std::string> ChildProcess::wait_line(Stream& stream, const std::regex& re,
+                                                   std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    for (; stream.scanned < stream.lines.size(); ++stream.scanned) {
+      if (std::regex_search(stream.lines[stream.scanned], re)) return stream.lines[stream.scanned++];
+    }
+    if (stream.eof) return std::nullopt;
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      for (; stream.scanned < stream.lines.size(); ++stream.scanned)
+        if (std::regex_search(stream.lines[stream.scanned], re)) return stream.lines[stream.scanned++];
+      return std::nullopt;
+    }
+  }
+}
+
+std::optional<std::string> ChildProcess::wait_stdout(const std::regex& re, std::chrono::milliseconds timeout) {
+  return wait_line(out_, re, timeout);
+}
+std::optional<std::string> ChildProcess::wait_stderr(const std::regex& re, std::chrono::milliseconds timeout) {
+  return wait_line(err_, re, timeout);
+}
+
+std::vector<std::string> ChildProcess::stdout_lines() const {
+  std::lock_guard lock(mu_);
+  return out_.lines;
+}
+std::vector<std::string> ChildProcess::stderr_lines() const {
+  std::lock_guard lock(mu_);
+  return err_.lines;
+}
+
+std::string ChildProcess::describe() const {
+  std::ostringstream os;
+  os << "command:";
+  for (auto& a : argv_) os << ' ' << a;
+  os << "\nstatus: " << (status_ ? std::to_string(*status_) : "running") << "\n--- stdout ---\n";
+  std::lock_guard lock(mu_);
+  for (auto& l : out_.lines) os << l << '\n';
+  os << "--- stderr ---\n";
+  for (auto& l : err_.lines) os << l << '\n';
+  return os.str();
+}
+
+RunResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                      const std::string& stdin_data) {
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) || pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC))
+    throw std::runtime_error("pipe2 failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  std::vector<std::string> args = argv;
+  auto cargv = c_strings(args);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  if (!stdin_data.empty()) {
+    ssize_t ignored = ::write(in_pipe[1], stdin_data.data(), stdin_data.size());
+    (void)ignored;
+  }
+  ::close(in_pipe[1]);
+  RunResult result{-1, {}, {}};
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int open_streams = 2;
+  while (open_streams > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    if (::poll(fds, 2, static_cast<int>(left.count())) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_streams;
+      } else {
+        (i == 0 ? result.out : result.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) ::close(f.fd);
+  int st;
+  ::waitpid(pid, &st, 0);
+  result.status = decode_status(st);
+  return result;
+}
+
+std::string build_dir() { return NVHV_TEST_BUILD_DIR; }
+std::string source_dir() { return NVHV_TEST_SOURCE_DIR; }
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/nvhv-test-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace nvhv::test
