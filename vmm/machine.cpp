@@ -1,0 +1,184 @@
+#include "vmm/machine.hpp"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/loader/elf_loader.hpp"
+#include "vmm/loader/pvh.hpp"
+#include "vmm/x86/boot_state.hpp"
+#include "vmm/x86/cpuid.hpp"
+#include "vmm/x86/layout.hpp"
+#include "vmm/x86/mptable.hpp"
+#include "vmm/x86/msrs.hpp"
+
+namespace nvhv {
+
+namespace {
+constexpr uint32_t kSerialIrq = 4;
+constexpr uint64_t kCom1 = 0x3f8;
+}  // namespace
+
+Machine::Machine(GuestConfig config, MachineOptions options) : config_(std::move(config)), options_(options) {
+  vm_ = std::make_unique<VmFd>(kvm_);
+  vm_->set_identity_map_address(layout::kKvmIdentityMap);
+  vm_->set_tss_address(layout::kKvmTss);
+  vm_->create_irqchip();
+  vm_->create_pit2();
+  supported_cpuid_ = kvm_.supported_cpuid();
+  supported_msrs_ = kvm_.msr_index_list();
+  setup_memory();
+  setup_devices();
+  create_vcpus();
+  load_guest();
+}
+
+Machine::~Machine() {
+  if (vcpus_) vcpus_->stop_and_join();
+  io_.stop();
+  if (event_thread_.joinable()) event_thread_.join();
+  if (serial_) serial_->flush_output();
+}
+
+void Machine::setup_memory() {
+  const uint64_t bytes = config_.memory_bytes();
+  if (config_.memory.backing) {
+    backing_ = persistence::Backing::open(config_.memory.backing->string(), bytes, persistence::Backing::Options{true, false});
+    log::info("memory: {} MiB on {} ({}, {})", config_.memory.size_mib, backing_->path(), persistence::to_string(backing_->kind()),
+              persistence::to_string(backing_->granularity()));
+  } else {
+    backing_ = persistence::Backing::anonymous(bytes);
+  }
+  memory_ = std::make_unique<GuestMemory>(backing_->data(), bytes);
+  uint32_t slot = 0;
+  for (const auto& r : memory_->regions()) vm_->set_user_memory_region(slot++, r.guest_phys, r.size, r.host);
+}
+
+void Machine::setup_devices() {
+  bool line_buffered = true;
+  if (config_.serial.to_stdout) {
+    serial_fd_.reset(::dup(STDOUT_FILENO));
+    line_buffered = !::isatty(STDOUT_FILENO);
+  } else {
+    serial_fd_.reset(::open(config_.serial.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!serial_fd_) throw_errno("open serial output " + config_.serial.file.string());
+  }
+  serial_ = std::make_shared<Serial>(serial_fd_.get(), line_buffered, [this](bool level) { vm_->irq_line(kSerialIrq, level); });
+  pio_.add(kCom1, 8, serial_);
+  auto on_event = [this](SystemEvent e) { on_system_event(e); };
+  pio_.add(SystemControl::kPm1aControl, 2, std::make_shared<SystemControl>(SystemControl::kPm1aControl, on_event));
+  pio_.add(SystemControl::kI8042Command, 1, std::make_shared<SystemControl>(SystemControl::kI8042Command, on_event));
+  pio_.add(SystemControl::kResetControl, 1, std::make_shared<SystemControl>(SystemControl::kResetControl, on_event));
+}
+
+void Machine::create_vcpus() {
+  vcpus_ = std::make_unique<VcpuSet>([this](Vcpu& v, VcpuExit why) {
+    switch (why) {
+      case VcpuExit::power_off: request_exit(0, "guest powered off"); break;
+      case VcpuExit::reset: request_exit(0, "guest reset"); break;
+      case VcpuExit::triple_fault: request_exit(1, fmt::format("vcpu{} triple fault", v.index())); break;
+      case VcpuExit::internal_error: request_exit(1, fmt::format("vcpu{} KVM internal error", v.index())); break;
+      case VcpuExit::failed_entry: request_exit(1, fmt::format("vcpu{} failed to enter the guest", v.index())); break;
+      case VcpuExit::vmm_error: request_exit(1, fmt::format("vcpu{} VMM error", v.index())); break;
+      case VcpuExit::none: break;
+    }
+  });
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    auto vcpu = std::make_unique<Vcpu>(VcpuFd(*vm_, kvm_, i), pio_, mmio_);
+    vcpu->fd().set_cpuid(x86::vcpu_cpuid(supported_cpuid_, i, config_.vcpus));
+    vcpu->fd().set_msrs(x86::boot_msrs(supported_msrs_));
+    vcpus_->add(std::move(vcpu));
+  }
+}
+
+void Machine::load_guest() {
+  auto image = read_file(config_.kernel, memory_->size());
+  if (!looks_like_elf(image)) throw std::runtime_error(config_.kernel.string() + ": not an ELF kernel (bzImage support comes with Linux guests)");
+  LoadedElf elf;
+  try {
+    elf = load_elf(image, *memory_);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(config_.kernel.string() + ": " + e.what());
+  }
+  entry_ = elf.entry64;
+  x86::write_boot_tables(*memory_);
+  x86::write_mptable(*memory_, config_.vcpus);
+  boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, std::nullopt);
+  setup_boot_vcpu(vcpus_->at(0));
+}
+
+void Machine::setup_boot_vcpu(Vcpu& vcpu) {
+  kvm_sregs sregs = vcpu.fd().get_sregs();
+  x86::set_long_mode_sregs(sregs);
+  vcpu.fd().set_sregs(sregs);
+  vcpu.fd().set_regs(x86::long_mode_entry_regs(entry_, boot_info_));
+  kvm_fpu fpu{};
+  fpu.fcw = 0x37f;
+  fpu.mxcsr = 0x1f80;
+  vcpu.fd().set_fpu(fpu);
+}
+
+void Machine::on_system_event(SystemEvent event) {
+  // Called on a vCPU thread in the middle of an I/O exit: stop the set from here.
+  vcpus_->report_exit(vcpus_->at(0), event == SystemEvent::power_off ? VcpuExit::power_off : VcpuExit::reset);
+}
+
+void Machine::start_event_loop() {
+  signals_.emplace(io_, SIGTERM, SIGINT);
+  signals_->add(SIGPWR);
+  wait_for_signal();
+  event_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "event-loop");
+    auto guard = boost::asio::make_work_guard(io_);
+    io_.run();
+  });
+}
+
+void Machine::wait_for_signal() {
+  signals_->async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    on_signal(signo);
+    wait_for_signal();
+  });
+}
+
+void Machine::on_signal(int signo) {
+  switch (signo) {
+    case SIGTERM: request_exit(0, "SIGTERM"); break;
+    case SIGINT: request_exit(0, "SIGINT"); break;
+    case SIGPWR: request_exit(0, "SIGPWR (power-fail notice)"); break;
+    default: break;
+  }
+}
+
+void Machine::request_exit(int status, const std::string& reason) {
+  std::lock_guard lock(exit_mu_);
+  if (exit_status_) return;
+  exit_status_ = status;
+  exit_reason_ = reason;
+  exit_cv_.notify_all();
+}
+
+int Machine::run() {
+  start_event_loop();
+  vcpus_->start();
+  int status;
+  {
+    std::unique_lock lock(exit_mu_);
+    exit_cv_.wait(lock, [&] { return exit_status_.has_value(); });
+    status = *exit_status_;
+  }
+  vcpus_->stop_and_join();
+  serial_->flush_output();
+  io_.stop();
+  if (event_thread_.joinable()) event_thread_.join();
+  log::info("stopped: {} (exit status {})", exit_reason_, status);
+  return status;
+}
+
+}  // namespace nvhv

@@ -1,0 +1,71 @@
+// nvhv: a KVM virtual machine monitor whose guests survive power loss.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/kvm/kvm.hpp"
+#include "vmm/machine.hpp"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+
+nvhv::log::Level parse_level(const std::string& s) {
+  if (s == "error") return nvhv::log::Level::error;
+  if (s == "warn") return nvhv::log::Level::warn;
+  if (s == "debug") return nvhv::log::Level::debug;
+  return nvhv::log::Level::info;
+}
+
+// Signals the event loop handles must not kill a thread that happens to receive them first.
+void block_event_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGPWR, SIGHUP}) sigaddset(&set, s);
+  // Asio's signal_set installs real handlers; leaving the signals unblocked everywhere is fine,
+  // but SIGPIPE from a vanished serial reader must never kill the VMM.
+  std::signal(SIGPIPE, SIG_IGN);
+  (void)set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nvhv: a KVM virtual machine monitor whose guests survive power loss", "nvhv"};
+  app.set_version_flag("--version", std::string(NVHV_VERSION));
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "error, warn, info or debug")->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+
+  auto* run = app.add_subcommand("run", "Run (or resume) the VM described by a guest.json");
+  std::string config_path;
+  bool cold = false;
+  run->add_option("config", config_path, "guest.json (schema v1, see docs/config.md)")->required();
+  run->add_flag("--cold", cold, "Boot fresh even when a checkpoint could be resumed");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitUsage;
+  }
+  nvhv::log::set_level(parse_level(log_level));
+  block_event_signals();
+
+  try {
+    nvhv::KvmSystem probe;
+    auto config = nvhv::load_config(config_path, static_cast<uint32_t>(std::min(probe.max_vcpus(), 254)));
+    nvhv::Machine machine(std::move(config), nvhv::MachineOptions{cold});
+    return machine.run();
+  } catch (const nvhv::ConfigError& e) {
+    nvhv::log::error("{}", e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    nvhv::log::error("{}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,87 @@
+#include "vmm/vcpu_set.hpp"
+
+namespace nvhv {
+
+VcpuSet::VcpuSet(ExitHandler on_exit) : on_exit_(std::move(on_exit)) {}
+
+VcpuSet::~VcpuSet() { stop_and_join(); }
+
+void VcpuSet::start(PerVcpuWork before_first_run) {
+  for (auto& v : vcpus_) v->start(*this, before_first_run);
+}
+
+bool VcpuSet::pause(const PerVcpuWork& work) {
+  std::lock_guard serial(pause_serializer_);
+  {
+    std::unique_lock lock(mu_);
+    if (stopping_) return false;
+    pause_requested_ = true;
+    work_ = work ? &work : nullptr;
+    parked_ = 0;
+  }
+  for (auto& v : vcpus_) v->kick();
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return parked_ == vcpus_.size() || stopping_; });
+  work_ = nullptr;
+  return !stopping_;
+}
+
+void VcpuSet::resume() {
+  std::lock_guard lock(mu_);
+  pause_requested_ = false;
+  cv_.notify_all();
+}
+
+bool VcpuSet::paused() const {
+  std::lock_guard lock(mu_);
+  return pause_requested_ && parked_ == vcpus_.size();
+}
+
+bool VcpuSet::stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+void VcpuSet::on_interrupted(Vcpu& vcpu) {
+  std::unique_lock lock(mu_);
+  if (!pause_requested_ || stopping_) return;
+  const PerVcpuWork* work = work_;
+  lock.unlock();
+  if (work) {
+    try {
+      (*work)(vcpu);
+    } catch (...) {
+      // The pauser sees the failure through its own bookkeeping; the vCPU must still park.
+    }
+  }
+  lock.lock();
+  ++parked_;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return !pause_requested_ || stopping_; });
+  --parked_;
+}
+
+void VcpuSet::report_exit(Vcpu& vcpu, VcpuExit why) {
+  bool first;
+  {
+    std::lock_guard lock(mu_);
+    first = !stopping_;
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  for (auto& v : vcpus_)
+    if (v.get() != &vcpu) v->kick();
+  if (first) on_exit_(vcpu, why);
+}
+
+void VcpuSet::stop_and_join() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  for (auto& v : vcpus_) v->kick();
+  for (auto& v : vcpus_) v->join();
+}
+
+}  // namespace nvhv
