@@ -45,7 +45,7 @@ TEST_P(NvhvBoot, TicksToPowerOff) {
 INSTANTIATE_TEST_SUITE_P(Matrix, NvhvBoot,
                          ::testing::Values(BootCase{"one_vcpu_anonymous", 1, false}, BootCase{"two_vcpus_anonymous", 2, false},
                                            BootCase{"one_vcpu_file", 1, true}, BootCase{"two_vcpus_file", 2, true}),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& case_info) { return std::string(case_info.param.label); });
 
 TEST(NvhvRun, SigtermStopsCleanly) {
   skip_without_kvm();

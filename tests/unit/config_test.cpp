@@ -104,7 +104,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"serial_output_empty", [](json& d) { d["serial"] = {{"output", ""}}; }, "/serial/output: must be"},
         BadCase{"api_socket_long", [](json& d) { d["api"] = {{"socket", std::string(200, 's')}}; }, "/api/socket: path is longer"},
         BadCase{"schema_version", [](json& d) { d["schema_version"] = 2; }, "/schema_version: must be between 1 and 1"}),
-    [](const auto& info) { return std::string(info.param.label); });
+    [](const auto& case_info) { return std::string(case_info.param.label); });
 
 TEST(Config, LoadReportsFileAndJsonErrors) {
   test::TempDir dir;
