@@ -150,3 +150,27 @@ void Serial::set_registers(const SerialRegisters& regs) {
 }
 
 }  // namespace nvhv
+
+namespace nvhv {
+
+// Version 1: the eight byte-wide registers and divisor latch, the pending THR-empty interrupt
+// and the unread receive FIFO. Output already handed to the host is not device state.
+void Serial::save(persistence::Encoder& out) const {
+  std::lock_guard lock(mu_);
+  for (uint8_t v : {r_.ier, r_.lcr, r_.mcr, r_.lsr, r_.msr, r_.scr, r_.dll, r_.dlm, r_.fcr}) out.u8(v);
+  out.boolean(r_.thr_interrupt_pending);
+  out.u32(static_cast<uint32_t>(r_.rx.size()));
+  for (uint8_t b : r_.rx) out.u8(b);
+}
+
+void Serial::restore(persistence::Decoder& in, uint32_t) {
+  SerialRegisters r;
+  for (uint8_t* v : {&r.ier, &r.lcr, &r.mcr, &r.lsr, &r.msr, &r.scr, &r.dll, &r.dlm, &r.fcr}) *v = in.u8("serial register");
+  r.thr_interrupt_pending = in.boolean("serial thr_interrupt_pending");
+  uint32_t n = in.u32("serial rx length");
+  if (n > kRxFifoLimit) throw persistence::DecodeError(in.where() + ": serial rx length " + std::to_string(n) + " exceeds the FIFO limit");
+  for (uint32_t i = 0; i < n; ++i) r.rx.push_back(in.u8("serial rx byte"));
+  set_registers(r);
+}
+
+}  // namespace nvhv

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "devices/io_bus.hpp"
+#include "persistence/snapshottable.hpp"
 
 namespace nvhv {
 
@@ -18,7 +19,7 @@ struct SerialRegisters {
   std::deque<uint8_t> rx;
 };
 
-class Serial : public BusDevice {
+class Serial : public BusDevice, public persistence::Snapshottable {
  public:
   using IrqLine = std::function<void(bool level)>;
   // Output goes to out_fd; when line_buffered, whole lines (or 4 KiB) per write(2).
@@ -35,6 +36,12 @@ class Serial : public BusDevice {
   SerialRegisters registers() const;
   void set_registers(const SerialRegisters& regs);
 
+  std::string snapshot_id() const override { return snapshot_id_; }
+  uint32_t snapshot_version() const override { return 1; }
+  void save(persistence::Encoder& out) const override;
+  void restore(persistence::Decoder& in, uint32_t version) override;
+  void set_snapshot_id(std::string id) { snapshot_id_ = std::move(id); }
+
  private:
   void transmit(uint8_t byte);
   uint8_t interrupt_identification() const;
@@ -48,6 +55,7 @@ class Serial : public BusDevice {
   std::string out_buf_;
   IrqLine irq_;
   bool irq_level_ = false;
+  std::string snapshot_id_ = "serial0";
 };
 
 }  // namespace nvhv

@@ -47,16 +47,29 @@ Machine::~Machine() {
 
 void Machine::setup_memory() {
   const uint64_t bytes = config_.memory_bytes();
+  uint8_t* ram = nullptr;
   if (config_.memory.backing) {
-    backing_ = persistence::Backing::open(config_.memory.backing->string(), bytes, persistence::Backing::Options{true, false});
-    log::info("memory: {} MiB on {} ({}, {})", config_.memory.size_mib, backing_->path(), persistence::to_string(backing_->kind()),
-              persistence::to_string(backing_->granularity()));
+    auto geometry = persistence::ImageGeometry::for_vm(bytes, config_.vcpus);
+    backing_ = persistence::Backing::open(config_.memory.backing->string(), persistence::Image::required_size(geometry),
+                                          persistence::Backing::Options{true, false});
+    image_ = persistence::Image::open(*backing_, config_.identity(), bytes, config_.vcpus);
+    ram = image_->ram();
   } else {
     backing_ = persistence::Backing::anonymous(bytes);
+    ram = backing_->data();
   }
-  memory_ = std::make_unique<GuestMemory>(backing_->data(), bytes);
+  memory_ = std::make_unique<GuestMemory>(ram, bytes);
+  // RAM that only reaches the medium through explicit write-back is dirty-logged, so the
+  // power-fail flush covers only what the guest wrote since the last background pass.
+  const bool track_dirty = image_ && backing_->granularity() != persistence::Granularity::byte;
+  std::vector<DirtyWriteback::Slot> slots;
   uint32_t slot = 0;
-  for (const auto& r : memory_->regions()) vm_->set_user_memory_region(slot++, r.guest_phys, r.size, r.host);
+  for (const auto& r : memory_->regions()) {
+    vm_->set_user_memory_region(slot, r.guest_phys, r.size, r.host, track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    slots.push_back({slot, r.host, r.size});
+    ++slot;
+  }
+  if (track_dirty) writeback_ = std::make_unique<DirtyWriteback>(*vm_, *backing_, std::move(slots), options_.writeback_interval);
 }
 
 void Machine::setup_devices() {
@@ -70,6 +83,7 @@ void Machine::setup_devices() {
   }
   serial_ = std::make_shared<Serial>(serial_fd_.get(), line_buffered, [this](bool level) { vm_->irq_line(kSerialIrq, level); });
   pio_.add(kCom1, 8, serial_);
+  snapshot_devices_.push_back(serial_.get());
   auto on_event = [this](SystemEvent e) { on_system_event(e); };
   pio_.add(SystemControl::kPm1aControl, 2, std::make_shared<SystemControl>(SystemControl::kPm1aControl, on_event));
   pio_.add(SystemControl::kI8042Command, 1, std::make_shared<SystemControl>(SystemControl::kI8042Command, on_event));
@@ -97,6 +111,13 @@ void Machine::create_vcpus() {
 }
 
 void Machine::load_guest() {
+  if (image_ && image_->status() == persistence::ImageStatus::resumable) {
+    if (!options_.cold_boot) {
+      restore_checkpoint();
+      return;
+    }
+    log::info("--cold: not resuming checkpoint gen={}", image_->generation());
+  }
   auto image = read_file(config_.kernel, memory_->size());
   if (!looks_like_elf(image)) throw std::runtime_error(config_.kernel.string() + ": not an ELF kernel (bzImage support comes with Linux guests)");
   LoadedElf elf;
@@ -110,6 +131,12 @@ void Machine::load_guest() {
   x86::write_mptable(*memory_, config_.vcpus);
   boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, std::nullopt);
   setup_boot_vcpu(vcpus_->at(0));
+  if (image_) {
+    // A checkpoint no longer matches RAM once the kernel is loaded over it; and what nvhv
+    // itself wrote is not in KVM's dirty log, so it is made durable here.
+    if (image_->status() == persistence::ImageStatus::resumable) image_->mark_consumed();
+    image_->persist_ram();
+  }
 }
 
 void Machine::setup_boot_vcpu(Vcpu& vcpu) {
@@ -151,7 +178,7 @@ void Machine::on_signal(int signo) {
   switch (signo) {
     case SIGTERM: request_exit(0, "SIGTERM"); break;
     case SIGINT: request_exit(0, "SIGINT"); break;
-    case SIGPWR: request_exit(0, "SIGPWR (power-fail notice)"); break;
+    case SIGPWR: on_power_fail_signal(); break;
     default: break;
   }
 }
@@ -165,7 +192,9 @@ void Machine::request_exit(int status, const std::string& reason) {
 }
 
 int Machine::run() {
+  prepare_checkpointing();
   start_event_loop();
+  if (writeback_) writeback_->start();
   vcpus_->start();
   int status;
   {

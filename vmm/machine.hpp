@@ -4,6 +4,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -15,7 +16,10 @@
 #include "devices/serial.hpp"
 #include "devices/system_control.hpp"
 #include "persistence/backing.hpp"
+#include "persistence/image.hpp"
+#include "persistence/machine_state.hpp"
 #include "vmm/config.hpp"
+#include "vmm/dirty_writeback.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/memory/guest_memory.hpp"
 #include "vmm/vcpu_set.hpp"
@@ -24,6 +28,20 @@ namespace nvhv {
 
 struct MachineOptions {
   bool cold_boot = false;  // ignore any checkpoint and boot fresh
+  std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
+  std::chrono::milliseconds writeback_interval{100};
+};
+
+// What one power-fail checkpoint cost, as printed and reported by vm.stats.
+struct CheckpointFigures {
+  uint64_t generation = 0;
+  uint64_t vcpu_us = 0;     // stop the vCPUs and read their state
+  uint64_t devices_us = 0;  // irqchip, PIT, clock and device models
+  uint64_t flush_us = 0;    // encode into the slot, make it and the last dirty RAM durable
+  uint64_t commit_us = 0;   // publish the generation durably
+  uint64_t total_us = 0;
+  uint64_t flushed_bytes = 0;  // guest RAM the final flush wrote back
+  uint64_t state_bytes = 0;    // encoded machine state
 };
 
 class Machine {
@@ -44,6 +62,15 @@ class Machine {
   VcpuSet& vcpus() { return *vcpus_; }
   VmFd& vm() { return *vm_; }
   const GuestMemory& memory() const { return *memory_; }
+  bool persistent() const { return image_.has_value(); }
+  bool resumed() const { return resumed_generation_ != 0; }
+
+  // The power-fail path (SIGPWR, vm.power_fail): stops the vCPUs, saves and commits the
+  // checkpoint, then ends the run with status 0; the vCPUs never run again in this process.
+  // Throws when there is nothing persistent to save to or the save failed (the run then ends
+  // with status 1 and the previous checkpoint, if any, stays in force).
+  CheckpointFigures power_fail_checkpoint();
+  std::optional<CheckpointFigures> last_checkpoint() const;
 
  private:
   void setup_memory();
@@ -51,6 +78,9 @@ class Machine {
   void create_vcpus();
   void load_guest();
   void setup_boot_vcpu(Vcpu& vcpu);
+  void restore_checkpoint();
+  void prepare_checkpointing();
+  void on_power_fail_signal();
   void start_event_loop();
   void wait_for_signal();
   void on_signal(int signo);
@@ -61,6 +91,16 @@ class Machine {
   KvmSystem kvm_;
   std::unique_ptr<VmFd> vm_;
   std::optional<persistence::Backing> backing_;
+  std::optional<persistence::Image> image_;
+  std::unique_ptr<DirtyWriteback> writeback_;
+  uint64_t resumed_generation_ = 0;
+  std::vector<uint32_t> checkpoint_msrs_;
+  size_t xsave_size_ = 0;
+  persistence::MachineState save_buffer_;  // sized once so the power-fail path does not allocate
+  std::vector<persistence::Snapshottable*> snapshot_devices_;
+  std::atomic<bool> checkpoint_started_{false};
+  mutable std::mutex figures_mu_;
+  std::optional<CheckpointFigures> last_figures_;
   std::unique_ptr<GuestMemory> memory_;
   IoBus pio_{"port I/O"};
   IoBus mmio_{"MMIO"};

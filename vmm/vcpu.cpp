@@ -32,6 +32,7 @@ void Vcpu::start(VcpuSet& set, std::function<void(Vcpu&)> before_first_run) {
 
 void Vcpu::join() {
   if (thread_.joinable()) thread_.join();
+  started_ = false;
 }
 
 void Vcpu::kick() {

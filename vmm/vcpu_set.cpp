@@ -69,9 +69,11 @@ void VcpuSet::report_exit(Vcpu& vcpu, VcpuExit why) {
     stopping_ = true;
     cv_.notify_all();
   }
+  // Only the first reporter kicks: later ones could race with the main thread joining threads.
+  if (!first) return;
   for (auto& v : vcpus_)
     if (v.get() != &vcpu) v->kick();
-  if (first) on_exit_(vcpu, why);
+  on_exit_(vcpu, why);
 }
 
 void VcpuSet::stop_and_join() {
@@ -79,6 +81,8 @@ void VcpuSet::stop_and_join() {
     std::lock_guard lock(mu_);
     stopping_ = true;
     cv_.notify_all();
+    if (joined_) return;  // a joined thread must never be signalled again
+    joined_ = true;
   }
   for (auto& v : vcpus_) v->kick();
   for (auto& v : vcpus_) v->join();

@@ -48,6 +48,7 @@ class VcpuSet {
   bool pause_requested_ = false;
   bool stopping_ = false;
   size_t parked_ = 0;
+  bool joined_ = false;
   const PerVcpuWork* work_ = nullptr;
   std::mutex pause_serializer_;  // one pause at a time
 };

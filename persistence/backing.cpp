@@ -1,0 +1,253 @@
+#include "persistence/backing.hpp"
+
+#include <fcntl.h>
+#include <libpmem2.h>
+#include <linux/magic.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include <fmt/core.h>
+
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+
+namespace nvhv::persistence {
+namespace {
+
+[[noreturn]] void throw_pmem2(int rc, const std::string& what) {
+  // pmem2 returns either -errno or its own codes; pmem2_errormsg() carries the detail either way.
+  // (pmem2_err_to_errno is declared by Debian's header but missing from its libpmem2.so.1.)
+  int err = (rc < 0 && rc > -4096) ? -rc : EIO;
+  throw SystemError(err, fmt::format("{} ({})", what, pmem2_errormsg()));
+}
+
+struct ConfigDeleter {
+  void operator()(pmem2_config* c) const { pmem2_config_delete(&c); }
+};
+struct SourceDeleter {
+  void operator()(pmem2_source* s) const { pmem2_source_delete(&s); }
+};
+using ConfigPtr = std::unique_ptr<pmem2_config, ConfigDeleter>;
+using SourcePtr = std::unique_ptr<pmem2_source, SourceDeleter>;
+
+std::string human(uint64_t bytes) {
+  if (bytes >= (1ull << 30) && bytes % (1ull << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
+  if (bytes >= (1ull << 20) && bytes % (1ull << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  return fmt::format("{} bytes", bytes);
+}
+
+const char* fs_name(int64_t type) {
+  switch (type) {
+    case TMPFS_MAGIC: return "tmpfs";
+    case EXT4_SUPER_MAGIC: return "ext4";
+    case XFS_SUPER_MAGIC: return "xfs";
+    case BTRFS_SUPER_MAGIC: return "btrfs";
+    case OVERLAYFS_SUPER_MAGIC: return "overlayfs";
+    case NFS_SUPER_MAGIC: return "nfs";
+    default: return "an unrecognised filesystem";
+  }
+}
+
+// libpmem2 only says which granularity it got; ask the kernel directly why MAP_SYNC was refused.
+std::string why_no_map_sync(int fd) {
+  struct statfs fs{};
+  const char* fs_type = ::fstatfs(fd, &fs) == 0 ? fs_name(fs.f_type) : "an unknown filesystem";
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+  if (p != MAP_FAILED) {
+    ::munmap(p, page);
+    return fmt::format("the file is on {} and MAP_SYNC works, but libpmem2 chose page granularity "
+                       "(PMEM2_FORCE_GRANULARITY set?)", fs_type);
+  }
+  if (errno == EOPNOTSUPP)
+    return fmt::format("the file is on {}, which does not support MAP_SYNC (not a DAX mount)", fs_type);
+  return fmt::format("the file is on {}; MAP_SYNC mmap failed: {}", fs_type, std::strerror(errno));
+}
+
+// Reserves the blocks now: on a DAX filesystem a first-touch fault on a hole would allocate
+// blocks and journal metadata, and on tmpfs running out of space later would be a SIGBUS.
+void set_file_size(int fd, const std::string& path, uint64_t size) {
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0) return;
+  if (errno != EOPNOTSUPP) throw SystemError(errno, fmt::format("fallocate {} to {} bytes", path, size));
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
+    throw SystemError(errno, fmt::format("ftruncate {} to {} bytes", path, size));
+}
+
+}  // namespace
+
+const char* to_string(BackingKind kind) {
+  switch (kind) {
+    case BackingKind::file: return "regular file";
+    case BackingKind::fsdax_file: return "file on a DAX filesystem";
+    case BackingKind::devdax: return "device-DAX";
+    case BackingKind::memory: return "anonymous memory";
+  }
+  return "?";
+}
+
+const char* to_string(Granularity g) {
+  switch (g) {
+    case Granularity::byte: return "BYTE";
+    case Granularity::cache_line: return "CACHE_LINE";
+    case Granularity::page: return "PAGE";
+  }
+  return "?";
+}
+
+const char* explain(Granularity g) {
+  switch (g) {
+    case Granularity::byte: return "CPU caches are inside the persistence domain (eADR); stores need only a fence";
+    case Granularity::cache_line: return "CPU caches must be flushed to reach the persistence domain (ADR)";
+    case Granularity::page: return "dirty pages must be written back with msync to be durable";
+  }
+  return "?";
+}
+
+Backing Backing::open(const std::string& path, uint64_t required_size, Options options) {
+  Backing b;
+  b.path_ = path;
+  bool created = false;
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && options.create_if_missing) {
+    if (required_size == 0) throw ConfigError(fmt::format("cannot create backing {} without a size", path));
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw SystemError(errno, fmt::format("create backing {}", path));
+    created = true;
+  } else if (fd < 0) {
+    throw SystemError(errno, fmt::format("open backing {}", path));
+  }
+  b.fd_.reset(fd);
+
+  // A half-made file must not be mistaken for an image on the next start.
+  struct RemoveOnFailure {
+    const std::string& path;
+    bool armed;
+    ~RemoveOnFailure() {
+      if (armed) ::unlink(path.c_str());
+    }
+  } remove_on_failure{path, created};
+
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      throw ConfigError(fmt::format("backing {} is in use by another process (it holds the lock)", path));
+    throw SystemError(errno, fmt::format("flock {}", path));
+  }
+
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) throw SystemError(errno, fmt::format("fstat {}", path));
+  const bool is_char = S_ISCHR(st.st_mode);
+  if (!S_ISREG(st.st_mode) && !is_char)
+    throw ConfigError(fmt::format("backing {} is neither a regular file nor a device-DAX node", path));
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < required_size) {
+    if (!created && !options.grow)
+      throw ConfigError(fmt::format("backing file {} is {} ({} bytes) but this VM needs {} ({} bytes); "
+                                    "refusing to resize an existing file unless asked to grow it",
+                                    path, human(static_cast<uint64_t>(st.st_size)), st.st_size,
+                                    human(required_size), required_size));
+    set_file_size(fd, path, required_size);
+  }
+
+  pmem2_source* raw_src = nullptr;
+  if (int rc = pmem2_source_from_fd(&raw_src, fd); rc != 0) {
+    if (rc == PMEM2_E_INVALID_FILE_TYPE)
+      throw ConfigError(fmt::format("backing {} is a character device but not device-DAX", path));
+    throw_pmem2(rc, fmt::format("pmem2_source_from_fd {}", path));
+  }
+  SourcePtr src(raw_src);
+  // For device-DAX this reads /sys/dev/char/<maj>:<min>/size and .../device/align (2 MiB typically).
+  size_t size = 0, align = 0;
+  if (int rc = pmem2_source_size(src.get(), &size); rc != 0) throw_pmem2(rc, fmt::format("size of {}", path));
+  if (int rc = pmem2_source_alignment(src.get(), &align); rc != 0)
+    throw_pmem2(rc, fmt::format("mapping alignment of {}", path));
+  const size_t length = size / align * align;
+  if (length == 0 || length < required_size)
+    throw ConfigError(fmt::format("backing {} has {} usable bytes (size {}, alignment {}) but this VM needs {} ({})",
+                                  path, length, size, align, required_size, human(required_size)));
+
+  b.map_source(src.get(), length);
+  if (is_char)
+    b.kind_ = BackingKind::devdax;
+  else
+    b.kind_ = b.granularity_ == Granularity::page ? BackingKind::file : BackingKind::fsdax_file;
+
+  log::info("mapped {} ({}, {}) with store granularity {}: {}", path, to_string(b.kind_), human(length),
+            to_string(b.granularity_), explain(b.granularity_));
+  if (b.kind_ == BackingKind::file) log::info("MAP_SYNC not used for {}: {}", path, why_no_map_sync(fd));
+  remove_on_failure.armed = false;
+  return b;
+}
+
+Backing Backing::anonymous(size_t size) {
+  pmem2_source* raw_src = nullptr;
+  if (int rc = pmem2_source_from_anon(&raw_src, size); rc != 0) throw_pmem2(rc, "pmem2_source_from_anon");
+  SourcePtr src(raw_src);
+  Backing b;
+  b.path_ = "<memory>";
+  b.map_source(src.get(), size);
+  b.kind_ = BackingKind::memory;
+  return b;
+}
+
+void Backing::map_source(const pmem2_source* src, size_t length) {
+  pmem2_config* raw_cfg = nullptr;
+  if (int rc = pmem2_config_new(&raw_cfg); rc != 0) throw_pmem2(rc, "pmem2_config_new");
+  ConfigPtr cfg(raw_cfg);
+  // PAGE is the weakest guarantee we accept, so every kind maps; libpmem2 upgrades to
+  // MAP_SYNC (CACHE_LINE or BYTE) where the filesystem and platform allow it.
+  if (int rc = pmem2_config_set_required_store_granularity(cfg.get(), PMEM2_GRANULARITY_PAGE); rc != 0)
+    throw_pmem2(rc, "pmem2_config_set_required_store_granularity");
+  if (int rc = pmem2_config_set_length(cfg.get(), length); rc != 0) throw_pmem2(rc, "pmem2_config_set_length");
+  // Shared is the default and what KVM needs: guest stores must land in the file, not a COW copy.
+  if (int rc = pmem2_config_set_sharing(cfg.get(), PMEM2_SHARED); rc != 0) throw_pmem2(rc, "pmem2_config_set_sharing");
+  if (int rc = pmem2_map_new(&map_, cfg.get(), src); rc != 0) throw_pmem2(rc, fmt::format("pmem2_map_new {}", path_));
+  data_ = static_cast<uint8_t*>(pmem2_map_get_address(map_));
+  size_ = pmem2_map_get_size(map_);
+  switch (pmem2_map_get_store_granularity(map_)) {
+    case PMEM2_GRANULARITY_BYTE: granularity_ = Granularity::byte; break;
+    case PMEM2_GRANULARITY_CACHE_LINE: granularity_ = Granularity::cache_line; break;
+    case PMEM2_GRANULARITY_PAGE: granularity_ = Granularity::page; break;
+  }
+  // Note: for PAGE, libpmem2 aborts the process if msync fails, rather than report data loss.
+  persist_fn_ = pmem2_get_persist_fn(map_);
+  flush_fn_ = pmem2_get_flush_fn(map_);
+  drain_fn_ = pmem2_get_drain_fn(map_);
+}
+
+Backing::Backing(Backing&& o) noexcept { *this = std::move(o); }
+
+Backing& Backing::operator=(Backing&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = std::move(o.fd_);
+    path_ = std::move(o.path_);
+    map_ = std::exchange(o.map_, nullptr);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    kind_ = o.kind_;
+    granularity_ = o.granularity_;
+    persist_fn_ = o.persist_fn_;
+    flush_fn_ = o.flush_fn_;
+    drain_fn_ = o.drain_fn_;
+  }
+  return *this;
+}
+
+Backing::~Backing() { reset(); }
+
+void Backing::reset() {
+  if (map_) pmem2_map_delete(&map_);
+  map_ = nullptr;
+  data_ = nullptr;
+  size_ = 0;
+  fd_.reset();
+}
+
+}  // namespace nvhv::persistence

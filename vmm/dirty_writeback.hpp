@@ -1,0 +1,62 @@
+#pragma once
+// Keeps guest RAM on a backing that needs explicit write-back (msync on a plain file, cache-line
+// flushes on ADR pmem) close to durable while the guest runs, so the flush left for the
+// power-fail path is bounded by what the guest dirtied since the last pass rather than by the
+// size of RAM. KVM's dirty log says which pages the guest wrote.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "persistence/backing.hpp"
+#include "vmm/kvm/kvm.hpp"
+
+namespace nvhv {
+
+class DirtyWriteback {
+ public:
+  struct Slot {
+    uint32_t id;
+    uint8_t* host;
+    uint64_t size;
+  };
+  struct Figures {
+    uint64_t bytes = 0;   // written back by this pass
+    uint64_t ranges = 0;  // contiguous runs flushed
+  };
+
+  // The slots must have been registered with KVM_MEM_LOG_DIRTY_PAGES.
+  DirtyWriteback(VmFd& vm, const persistence::Backing& backing, std::vector<Slot> slots, std::chrono::milliseconds interval);
+  ~DirtyWriteback();
+  DirtyWriteback(const DirtyWriteback&) = delete;
+  DirtyWriteback& operator=(const DirtyWriteback&) = delete;
+
+  void start();
+  // Stops the background thread, then writes back everything logged since its last pass.
+  // Call with the vCPUs paused so nothing new is dirtied meanwhile.
+  Figures final_flush();
+  uint64_t background_bytes() const { return background_bytes_.load(); }
+  uint64_t passes() const { return passes_.load(); }
+
+ private:
+  Figures pass();
+  void run();
+
+  VmFd& vm_;
+  const persistence::Backing& backing_;
+  std::vector<Slot> slots_;
+  std::vector<std::vector<uint64_t>> bitmaps_;
+  std::chrono::milliseconds interval_;
+  std::mutex pass_mu_;  // one pass at a time: the final flush waits for a running one
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+  std::atomic<uint64_t> background_bytes_{0};
+  std::atomic<uint64_t> passes_{0};
+};
+
+}  // namespace nvhv
