@@ -43,6 +43,14 @@ void Machine::restore_checkpoint() {
     log::warn("checkpoint was taken with a {} kHz TSC, this host runs the guest at {} kHz; guest time may drift",
               state.vcpus[0].tsc_khz, vcpus_->at(0).fd().get_tsc_khz());
 
+  // KVM_SET_XSAVE reads as many bytes as this host's XSAVE area has (KVM_CAP_XSAVE2), whatever
+  // the buffer holds: a smaller saved area must be refused, not handed over.
+  const size_t xsave_size = kvm_.xsave_size();
+  for (size_t i = 0; i < state.vcpus.size(); ++i)
+    if (state.vcpus[i].xsave.size() < xsave_size)
+      throw std::runtime_error(fmt::format("checkpoint gen={}: vcpu{} XSAVE area is {} bytes, this host needs {}", generation, i,
+                                           state.vcpus[i].xsave.size(), xsave_size));
+
   restore_vm_state(*vm_, state.vm);
   std::vector<persistence::Snapshottable*> devices(snapshot_devices_.begin(), snapshot_devices_.end());
   persistence::restore_devices(devices, state.devices);

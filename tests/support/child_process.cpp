@@ -101,7 +101,10 @@ void ChildProcess::reader(int fd, Stream& stream) {
   }
   ::close(fd);
   std::lock_guard lock(mu_);
-  if (!partial.empty()) stream.lines.push_back(std::move(partial));
+  if (!partial.empty()) {
+    stream.lines.push_back(std::move(partial));
+    stream.partial_tail = true;
+  }
   stream.eof = true;
   cv_.notify_all();
 }
@@ -154,6 +157,11 @@ std::vector<std::string> ChildProcess::stdout_lines() const {
   std::lock_guard lock(mu_);
   return out_.lines;
 }
+bool ChildProcess::stdout_ended_mid_line() const {
+  std::lock_guard lock(mu_);
+  return out_.partial_tail;
+}
+
 std::vector<std::string> ChildProcess::stderr_lines() const {
   std::lock_guard lock(mu_);
   return err_.lines;

@@ -35,6 +35,8 @@ class ChildProcess {
   std::optional<std::string> wait_stderr(const std::regex& re, std::chrono::milliseconds timeout);
 
   std::vector<std::string> stdout_lines() const;
+  // True when the child's stdout ended without a final newline (its last line is partial).
+  bool stdout_ended_mid_line() const;
   std::vector<std::string> stderr_lines() const;
   std::string describe() const;  // command, status and all output, for failure messages
 
@@ -43,6 +45,7 @@ class ChildProcess {
     std::vector<std::string> lines;
     size_t scanned = 0;
     bool eof = false;
+    bool partial_tail = false;
   };
   void reader(int fd, Stream& stream);
   std::optional<std::string> wait_line(Stream& stream, const std::regex& re, std::chrono::milliseconds timeout);
