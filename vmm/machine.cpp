@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include <future>
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
@@ -16,6 +19,7 @@
 #include "vmm/x86/layout.hpp"
 #include "vmm/x86/mptable.hpp"
 #include "vmm/x86/msrs.hpp"
+#include "vmm/vm_api.hpp"
 
 namespace nvhv {
 
@@ -42,6 +46,8 @@ Machine::~Machine() {
   if (vcpus_) vcpus_->stop_and_join();
   io_.stop();
   if (event_thread_.joinable()) event_thread_.join();
+  set_state_listener({});
+  api_.reset();  // the API server must go before the io_context it runs on
   if (serial_) serial_->flush_output();
 }
 
@@ -193,6 +199,11 @@ void Machine::request_exit(int status, const std::string& reason) {
 
 int Machine::run() {
   prepare_checkpointing();
+  if (config_.api_socket) {
+    api_ = std::make_unique<VmApi>(*this, io_, config_.api_socket->string());
+    set_state_listener([this](const std::string& s, const std::string& why) { api_->notify_state(s, why); });
+  }
+  running_since_ = std::chrono::steady_clock::now();
   start_event_loop();
   if (writeback_) writeback_->start();
   vcpus_->start();
@@ -204,8 +215,21 @@ int Machine::run() {
   }
   vcpus_->stop_and_join();
   serial_->flush_output();
+  if (api_) {
+    announce("stopped", exit_reason_);
+    // Give the event loop a moment to write out replies and notifications already queued
+    // (vm.power_fail's answer, the last state change) before the sockets close.
+    for (int hop = 0; hop < 3; ++hop) {
+      auto done = std::make_shared<std::promise<void>>();
+      auto fut = done->get_future();
+      boost::asio::post(io_, [done] { done->set_value(); });
+      fut.wait_for(std::chrono::milliseconds(200));
+    }
+  }
   io_.stop();
   if (event_thread_.joinable()) event_thread_.join();
+  set_state_listener({});
+  api_.reset();
   log::info("stopped: {} (exit status {})", exit_reason_, status);
   return status;
 }

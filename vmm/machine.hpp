@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <functional>
 
 #include "devices/io_bus.hpp"
 #include "devices/serial.hpp"
@@ -69,7 +70,20 @@ class Machine {
   // checkpoint, then ends the run with status 0; the vCPUs never run again in this process.
   // Throws when there is nothing persistent to save to or the save failed (the run then ends
   // with status 1 and the previous checkpoint, if any, stays in force).
-  CheckpointFigures power_fail_checkpoint();
+  CheckpointFigures power_fail_checkpoint(bool exit_after = true);
+  // Pause and resume the guest for operators (vm.pause / vm.resume); both go through the one
+  // VcpuSet pause mechanism. Throw std::logic_error once a power-fail checkpoint has begun.
+  void pause_guest();
+  void resume_guest();
+  // "running", "paused", "checkpointing" or "stopping".
+  std::string state() const;
+  double uptime_seconds() const;
+  uint64_t checkpoint_generation() const;
+  const persistence::Backing* backing() const { return backing_ ? &*backing_ : nullptr; }
+  const DirtyWriteback* writeback() const { return writeback_.get(); }
+  // Called (from any thread) with the new state and why, for API notifications.
+  void set_state_listener(std::function<void(const std::string&, const std::string&)> listener);
+  void set_api(std::unique_ptr<class VmApi> api);
   std::optional<CheckpointFigures> last_checkpoint() const;
 
  private:
@@ -99,6 +113,12 @@ class Machine {
   persistence::MachineState save_buffer_;  // sized once so the power-fail path does not allocate
   std::vector<persistence::Snapshottable*> snapshot_devices_;
   std::atomic<bool> checkpoint_started_{false};
+  std::atomic<bool> paused_by_operator_{false};
+  std::chrono::steady_clock::time_point running_since_{};
+  std::mutex listener_mu_;
+  std::function<void(const std::string&, const std::string&)> state_listener_;
+  std::unique_ptr<class VmApi> api_;
+  void announce(const std::string& state, const std::string& reason);
   mutable std::mutex figures_mu_;
   std::optional<CheckpointFigures> last_figures_;
   std::unique_ptr<GuestMemory> memory_;

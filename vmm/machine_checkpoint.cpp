@@ -83,9 +83,10 @@ void Machine::prepare_checkpointing() {
   log::debug("checkpoint: {} MSRs, {} bytes of XSAVE, {} bytes of state per checkpoint", checkpoint_msrs_.size(), xsave_size_, enc.size());
 }
 
-CheckpointFigures Machine::power_fail_checkpoint() {
+CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
   if (!image_) throw std::runtime_error("guest RAM is not persistent (no memory.backing): there is nothing to checkpoint to");
   if (checkpoint_started_.exchange(true)) throw std::runtime_error("a power-fail checkpoint is already in progress");
+  announce("checkpointing", "power-fail notice");
   CheckpointFigures f;
   const auto t0 = Clock::now();
   bool writeback_stopped = false;
@@ -136,8 +137,9 @@ CheckpointFigures Machine::power_fail_checkpoint() {
     // Nothing was published: the previous checkpoint (if any) stays in force and the guest
     // goes on running, so a later notice can try again.
     if (writeback_stopped) writeback_->start();
-    vcpus_->resume();
+    if (!paused_by_operator_) vcpus_->resume();
     checkpoint_started_ = false;
+    announce(paused_by_operator_ ? "paused" : "running", "power-fail checkpoint failed");
     throw;
   }
   log::info("power-fail checkpoint gen={} vcpu_us={} devices_us={} flush_us={} commit_us={} total_us={} flushed_bytes={}",
@@ -146,7 +148,8 @@ CheckpointFigures Machine::power_fail_checkpoint() {
     std::lock_guard lock(figures_mu_);
     last_figures_ = f;
   }
-  request_exit(0, fmt::format("power-fail checkpoint gen={} committed", f.generation));
+  announce("stopping", fmt::format("power-fail checkpoint gen={} committed", f.generation));
+  if (exit_after) request_exit(0, fmt::format("power-fail checkpoint gen={} committed", f.generation));
   return f;
 }
 

@@ -15,13 +15,16 @@ bool VcpuSet::pause(const PerVcpuWork& work) {
   {
     std::unique_lock lock(mu_);
     if (stopping_) return false;
+    if (seen_epoch_.size() != vcpus_.size()) seen_epoch_.assign(vcpus_.size(), 0);
     pause_requested_ = true;
     work_ = work ? &work : nullptr;
-    parked_ = 0;
+    acked_ = 0;
+    ++epoch_;
+    cv_.notify_all();  // vCPUs already parked pick up the new epoch
   }
   for (auto& v : vcpus_) v->kick();
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return parked_ == vcpus_.size() || stopping_; });
+  cv_.wait(lock, [&] { return acked_ == vcpus_.size() || stopping_; });
   work_ = nullptr;
   return !stopping_;
 }
@@ -34,7 +37,7 @@ void VcpuSet::resume() {
 
 bool VcpuSet::paused() const {
   std::lock_guard lock(mu_);
-  return pause_requested_ && parked_ == vcpus_.size();
+  return pause_requested_ && acked_ == vcpus_.size();
 }
 
 bool VcpuSet::stopping() const {
@@ -44,21 +47,26 @@ bool VcpuSet::stopping() const {
 
 void VcpuSet::on_interrupted(Vcpu& vcpu) {
   std::unique_lock lock(mu_);
-  if (!pause_requested_ || stopping_) return;
-  const PerVcpuWork* work = work_;
-  lock.unlock();
-  if (work) {
-    try {
-      (*work)(vcpu);
-    } catch (...) {
-      // The pauser sees the failure through its own bookkeeping; the vCPU must still park.
+  const size_t i = vcpu.index();
+  while (pause_requested_ && !stopping_) {
+    if (seen_epoch_[i] != epoch_) {
+      seen_epoch_[i] = epoch_;
+      const PerVcpuWork* work = work_;
+      lock.unlock();
+      if (work) {
+        try {
+          (*work)(vcpu);
+        } catch (...) {
+          // The work reports its own failures; the vCPU must still acknowledge the epoch.
+        }
+      }
+      lock.lock();
+      ++acked_;
+      cv_.notify_all();
+      continue;
     }
+    cv_.wait(lock);
   }
-  lock.lock();
-  ++parked_;
-  cv_.notify_all();
-  cv_.wait(lock, [&] { return !pause_requested_ || stopping_; });
-  --parked_;
 }
 
 void VcpuSet::report_exit(Vcpu& vcpu, VcpuExit why) {

@@ -27,7 +27,8 @@ class VcpuSet {
   void start(PerVcpuWork before_first_run = {});
   // Parks every vCPU outside KVM_RUN (pending I/O completed). `work` runs on each vCPU's own
   // thread while it is parked, in parallel; pause() returns when all are parked and done.
-  // Returns false if the set is stopping.
+  // Pausing a paused set runs the work again on the parked vCPUs. Returns false if the set
+  // is stopping.
   bool pause(const PerVcpuWork& work = {});
   void resume();
   bool paused() const;
@@ -47,7 +48,11 @@ class VcpuSet {
   std::condition_variable cv_;
   bool pause_requested_ = false;
   bool stopping_ = false;
-  size_t parked_ = 0;
+  // Each pause() is an epoch: a vCPU runs that epoch's work once and acknowledges it, whether
+  // it was running or already parked by an earlier pause.
+  uint64_t epoch_ = 0;
+  size_t acked_ = 0;
+  std::vector<uint64_t> seen_epoch_;
   bool joined_ = false;
   const PerVcpuWork* work_ = nullptr;
   std::mutex pause_serializer_;  // one pause at a time

@@ -141,6 +141,19 @@ void VmFd::clear_dirty_log(uint32_t slot, uint64_t first_page, uint32_t num_page
   NVHV_IOCTL(fd(), KVM_CLEAR_DIRTY_LOG, &clear);
 }
 
+// --- PCI/virtio interrupt delivery ---
+int VmFd::signal_msi(uint64_t address, uint32_t data) {
+  kvm_msi msi{};
+  msi.address_lo = static_cast<uint32_t>(address);
+  msi.address_hi = static_cast<uint32_t>(address >> 32);
+  msi.data = data;
+  for (;;) {
+    const int rc = ::ioctl(fd(), KVM_SIGNAL_MSI, &msi);
+    if (rc >= 0) return rc;
+    if (errno != EINTR) return -errno;
+  }
+}
+
 VcpuFd::VcpuFd(const VmFd& vm, const KvmSystem& kvm, uint32_t index)
     : fd_(static_cast<int>(NVHV_IOCTL(vm.fd(), KVM_CREATE_VCPU, index))), index_(index) {
   ::fcntl(fd_.get(), F_SETFD, FD_CLOEXEC);

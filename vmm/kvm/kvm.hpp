@@ -52,6 +52,12 @@ class VmFd {
   void get_dirty_log(uint32_t slot, uint64_t* bitmap);
   void clear_dirty_log(uint32_t slot, uint64_t first_page, uint32_t num_pages, uint64_t* bitmap);
 
+  // --- PCI/virtio interrupt delivery ---
+  // KVM_SIGNAL_MSI: injects one MSI through the in-kernel irqchip. Returns KVM's result (> 0
+  // delivered, 0 blocked by the guest) or -errno; never throws, because a guest-programmed
+  // message that reaches no vCPU makes the ioctl fail and must not stop the VMM.
+  int signal_msi(uint64_t address, uint32_t data);
+
  private:
   UniqueFd fd_;
 };

@@ -1,0 +1,121 @@
+#include "vmm/vm_api.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "vmm/api/rpc_error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/machine.hpp"
+
+namespace nvhv {
+
+using nlohmann::json;
+
+namespace {
+
+json figures_json(const CheckpointFigures& f) {
+  return {{"generation", f.generation}, {"vcpu_us", f.vcpu_us},     {"devices_us", f.devices_us}, {"flush_us", f.flush_us},
+          {"commit_us", f.commit_us},   {"total_us", f.total_us},   {"flushed_bytes", f.flushed_bytes}};
+}
+
+}  // namespace
+
+VmApi::VmApi(Machine& machine, boost::asio::io_context& io, const std::string& socket_path) : machine_(machine), io_(io) {
+  add_methods();
+  server_ = std::make_unique<api::Server>(io, socket_path, dispatcher_);
+}
+
+VmApi::~VmApi() {
+  control_.join();
+  server_.reset();
+}
+
+void VmApi::notify_state(const std::string& state, const std::string& reason) {
+  if (server_) server_->notify("vm.state_changed", json{{"state", state}, {"reason", reason}});
+}
+
+json VmApi::status() const {
+  const auto& cfg = machine_.config();
+  json memory{{"size_mib", cfg.memory.size_mib}, {"backing", nullptr}, {"persistent", machine_.persistent()}};
+  if (cfg.memory.backing) memory["backing"] = cfg.memory.backing->string();
+  if (const auto* b = machine_.backing(); b && machine_.persistent()) {
+    memory["kind"] = persistence::to_string(b->kind());
+    memory["granularity"] = persistence::to_string(b->granularity());
+  }
+  return {{"name", cfg.name},
+          {"state", machine_.state()},
+          {"vcpus", cfg.vcpus},
+          {"memory", memory},
+          {"checkpoint", {{"generation", machine_.checkpoint_generation()}, {"resumed", machine_.resumed()}}},
+          {"uptime_s", machine_.uptime_seconds()}};
+}
+
+json VmApi::stats() const {
+  json vcpus = json::array();
+  json total{{"io", 0}, {"mmio", 0}, {"interrupted", 0}, {"other", 0}};
+  for (size_t i = 0; i < machine_.vcpus().size(); ++i) {
+    const auto& s = machine_.vcpus().at(i).stats();
+    json exits{{"io", s.io_exits.load()}, {"mmio", s.mmio_exits.load()}, {"interrupted", s.interrupted.load()}, {"other", s.other_exits.load()}};
+    for (auto& [k, v] : exits.items()) total[k] = total[k].get<uint64_t>() + v.get<uint64_t>();
+    vcpus.push_back({{"index", i}, {"run_time_s", static_cast<double>(s.run_ns.load()) / 1e9}, {"exits", exits}});
+  }
+  json out{{"vcpus", vcpus}, {"exits", total}, {"last_checkpoint", nullptr}, {"writeback", nullptr}};
+  if (auto f = machine_.last_checkpoint()) out["last_checkpoint"] = figures_json(*f);
+  if (const auto* wb = machine_.writeback()) out["writeback"] = {{"passes", wb->passes()}, {"bytes", wb->background_bytes()}};
+  return out;
+}
+
+void VmApi::add_methods() {
+  dispatcher_.add_method("vm.status", [this](const api::Params& p, api::Reply r) {
+    p.expect_none();
+    r.result(status());
+  });
+  dispatcher_.add_method("vm.stats", [this](const api::Params& p, api::Reply r) {
+    p.expect_none();
+    r.result(stats());
+  });
+  dispatcher_.add_method("vm.pause", [this](const api::Params& p, api::Reply r) {
+    p.expect_none();
+    boost::asio::post(control_, [this, r] {
+      try {
+        machine_.pause_guest();
+        r.result({{"state", machine_.state()}});
+      } catch (const std::logic_error& e) {
+        r.error(api::code::invalid_state, e.what());
+      }
+    });
+  });
+  dispatcher_.add_method("vm.resume", [this](const api::Params& p, api::Reply r) {
+    p.expect_none();
+    boost::asio::post(control_, [this, r] {
+      try {
+        machine_.resume_guest();
+        r.result({{"state", machine_.state()}});
+      } catch (const std::logic_error& e) {
+        r.error(api::code::invalid_state, e.what());
+      }
+    });
+  });
+  dispatcher_.add_method("vm.power_fail", [this](const api::Params& p, api::Reply r) {
+    p.expect_none();
+    if (!machine_.persistent()) throw api::RpcError(api::code::invalid_state, "guest RAM is not persistent (no memory.backing): nothing to checkpoint to");
+    boost::asio::post(control_, [this, r] {
+      try {
+        auto f = machine_.power_fail_checkpoint(/*exit_after=*/false);
+        r.result(figures_json(f));
+        // The reply's write was queued on the event loop before this: exit after it.
+        boost::asio::post(io_, [this, gen = f.generation] { machine_.request_exit(0, "vm.power_fail: checkpoint gen=" + std::to_string(gen) + " committed"); });
+      } catch (const std::logic_error& e) {
+        r.error(api::code::invalid_state, e.what());
+      } catch (const std::exception& e) {
+        r.error(api::code::operation_failed, std::string("checkpoint failed: ") + e.what());
+      }
+    });
+  });
+  dispatcher_.add_method("vm.shutdown", [this](const api::Params& p, api::Reply r) {
+    p.expect_none();
+    r.result({{"state", "stopping"}});
+    boost::asio::post(io_, [this] { machine_.request_exit(0, "vm.shutdown"); });
+  });
+}
+
+}  // namespace nvhv
