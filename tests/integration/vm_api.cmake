@@ -1,0 +1,5 @@
+add_executable(vm_api_integration_tests ${CMAKE_CURRENT_LIST_DIR}/vm_api_test.cpp)
+target_compile_options(vm_api_integration_tests PRIVATE ${NVHV_WARNINGS})
+target_link_libraries(vm_api_integration_tests PRIVATE nvhv_api nvhv_test_support nlohmann_json::nlohmann_json GTest::gtest_main)
+add_dependencies(vm_api_integration_tests nvhv testos)
+nvhv_discover_tests(vm_api_integration_tests PREFIX "api.vm." LABELS integration kvm SERIAL TIMEOUT 300)
