@@ -13,6 +13,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/loader/elf_loader.hpp"
+#include "vmm/loader/linux_loader.hpp"
 #include "vmm/loader/pvh.hpp"
 #include "vmm/x86/boot_state.hpp"
 #include "vmm/x86/cpuid.hpp"
@@ -124,18 +125,36 @@ void Machine::load_guest() {
     }
     log::info("--cold: not resuming checkpoint gen={}", image_->generation());
   }
-  auto image = read_file(config_.kernel, memory_->size());
-  if (!looks_like_elf(image)) throw std::runtime_error(config_.kernel.string() + ": not an ELF kernel (bzImage support comes with Linux guests)");
-  LoadedElf elf;
+  auto kernel = read_file(config_.kernel, memory_->size());
+  std::vector<uint8_t> initrd;
+  if (config_.initrd) initrd = read_file(*config_.initrd, memory_->size());
   try {
-    elf = load_elf(image, *memory_);
+    if (looks_like_bzimage(kernel)) {
+      LinuxBoot linux_boot = load_linux(kernel, initrd, config_.cmdline, *memory_);
+      entry_ = linux_boot.entry64;
+      boot_info_ = linux_boot.zero_page;
+    } else if (looks_like_elf(kernel)) {
+      LoadedElf elf = load_elf(kernel, *memory_);
+      entry_ = elf.entry64;
+      std::optional<InitrdPlacement> module;
+      if (!initrd.empty()) {
+        // Page-aligned, as high in low RAM as it fits, clear of the kernel.
+        const uint64_t low_end = memory_->regions()[0].size;
+        if (initrd.size() > low_end || ((low_end - initrd.size()) & ~0xfffull) < elf.highest)
+          throw std::runtime_error(config_.initrd->string() + ": no room for the initrd above the kernel");
+        const uint64_t at = (low_end - initrd.size()) & ~0xfffull;
+        memory_->write(at, initrd);
+        module = InitrdPlacement{at, initrd.size()};
+      }
+      boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, module);
+    } else {
+      throw std::runtime_error("neither an ELF64 kernel nor a bzImage");
+    }
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(config_.kernel.string() + ": " + e.what());
   }
-  entry_ = elf.entry64;
   x86::write_boot_tables(*memory_);
   x86::write_mptable(*memory_, config_.vcpus);
-  boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, std::nullopt);
   setup_boot_vcpu(vcpus_->at(0));
   if (image_) {
     // A checkpoint no longer matches RAM once the kernel is loaded over it; and what nvhv

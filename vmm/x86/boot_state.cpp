@@ -16,9 +16,10 @@ constexpr uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit) {
 
 constexpr uint64_t kGdt[] = {
     0,
-    gdt_entry(0xa09b, 0, 0xfffff),  // 64-bit code, present, DPL0
-    gdt_entry(0xc093, 0, 0xfffff),  // data, present, DPL0
-    gdt_entry(0x808b, 0, 0xfffff),  // busy 64-bit TSS
+    0,
+    gdt_entry(0xa09b, 0, 0xfffff),  // 0x10: 64-bit code, present, DPL0
+    gdt_entry(0xc093, 0, 0xfffff),  // 0x18: data, present, DPL0
+    gdt_entry(0x808b, 0, 0xfffff),  // 0x20: busy 64-bit TSS
 };
 
 kvm_segment segment_from_gdt(uint64_t entry, uint16_t selector) {
@@ -53,9 +54,9 @@ void write_boot_tables(const GuestMemory& memory) {
 }
 
 void set_long_mode_sregs(kvm_sregs& sregs) {
-  kvm_segment code = segment_from_gdt(kGdt[1], layout::kCodeSelector);
-  kvm_segment data = segment_from_gdt(kGdt[2], layout::kDataSelector);
-  kvm_segment tss = segment_from_gdt(kGdt[3], layout::kTssSelector);
+  kvm_segment code = segment_from_gdt(kGdt[layout::kCodeSelector / 8], layout::kCodeSelector);
+  kvm_segment data = segment_from_gdt(kGdt[layout::kDataSelector / 8], layout::kDataSelector);
+  kvm_segment tss = segment_from_gdt(kGdt[layout::kTssSelector / 8], layout::kTssSelector);
   sregs.cs = code;
   sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
   sregs.tr = tss;

@@ -3,6 +3,7 @@
 //
 //   0x0000_0500  boot GDT (nvhv's 64-bit entry)
 //   0x0000_6000  PVH hvm_start_info, then its memory map and module list
+//   0x0000_7000  Linux boot_params (the zero page)
 //   0x0001_0000  identity page tables (PML4, PDPT, 4 PDs: 4 GiB in 2 MiB pages)
 //   0x0002_0000  kernel command line
 //   0x0009_fc00  EBDA (reserved)
@@ -22,6 +23,7 @@ inline constexpr uint64_t kStartInfo = 0x6000;
 inline constexpr uint64_t kStartInfoMemmap = 0x6040;
 inline constexpr uint32_t kStartInfoMaxMemmap = 64;
 inline constexpr uint64_t kStartInfoModlist = 0x6a00;
+inline constexpr uint64_t kZeroPage = 0x7000;
 inline constexpr uint64_t kPml4 = 0x10000;
 inline constexpr uint64_t kPdpt = 0x11000;
 inline constexpr uint64_t kPd = 0x12000;  // four pages
@@ -40,9 +42,10 @@ inline constexpr uint64_t kLapicBase = 0xfee00000;
 inline constexpr uint64_t kKvmTss = 0xfffbd000;
 inline constexpr uint64_t kKvmIdentityMap = 0xfffbc000;
 
-// Boot GDT selectors for the 64-bit entry.
-inline constexpr uint16_t kCodeSelector = 0x08;
-inline constexpr uint16_t kDataSelector = 0x10;
-inline constexpr uint16_t kTssSelector = 0x18;
+// Boot GDT selectors for the 64-bit entry: Linux's 64-bit boot protocol asks for __BOOT_CS
+// (0x10) and __BOOT_DS (0x18); testos does not care.
+inline constexpr uint16_t kCodeSelector = 0x10;
+inline constexpr uint16_t kDataSelector = 0x18;
+inline constexpr uint16_t kTssSelector = 0x20;
 
 }  // namespace nvhv::layout

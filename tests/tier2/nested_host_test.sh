@@ -1,0 +1,64 @@
+#!/bin/sh
+# Tier-2 checks of the nested test host itself (tests/tier2/nested_host.cmake).
+# Usage: nested_host_test.sh smoke|nvdimm|power_cut SOURCE_DIR WORK_DIR
+# Exit 77 (ctest: skipped) when this machine lacks what L1 needs.
+set -u
+what=$1 src=$2 work=$3
+run=$src/tools/nested-host/run
+mkdir -p "$work"
+
+"$src/tools/mkinitramfs" --newest-kernel >/dev/null || { echo "SKIP: no Debian kernel"; exit 77; }
+for c in qemu-system-x86_64 busybox cpio python3; do
+  command -v "$c" >/dev/null || { echo "SKIP: $c missing (tools/setup-deps test)"; exit 77; }
+done
+
+fail() { echo "FAIL: $*"; exit 1; }
+# run_l1 EXPECTED_STATUS ARGS...: runs the harness, shows its output, keeps it in $out.
+run_l1() {
+  want=$1; shift
+  out=$("$run" "$@" 2>&1)
+  rc=$?
+  printf '%s\n' "$out"
+  [ "$rc" -eq "$want" ] || fail "tools/nested-host/run exited $rc, expected $want"
+}
+has() { printf '%s\n' "$out" | grep -q -x -- "$1" || fail "no line '$1' in the output"; }
+
+case "$what" in
+  smoke)
+    # /dev/kvm inside L1, and this machine's tree visible at the same path.
+    run_l1 0 --timeout 240 -- sh -c \
+      "test -c /dev/kvm && echo KVM-OK && test -f '$src/CMakeLists.txt' && echo SOURCE-OK"
+    has KVM-OK
+    has SOURCE-OK
+    ;;
+  nvdimm)
+    rm -f "$work/nvdimm.img"
+    run_l1 0 --timeout 240 --nvdimm "$work/nvdimm.img:64M" -- sh -c \
+      'test -b /dev/pmem0 && echo PMEM-OK && ndctl list -N'
+    has PMEM-OK
+    ;;
+  power_cut)
+    # A power cut loses L1's RAM and page cache but not the NVDIMM: a block written with
+    # O_DIRECT survives; one left dirty in the page cache (the device is kept open, so closing
+    # it does not flush) must be gone.
+    img=$work/power_cut.img
+    rm -f "$img"
+    marker=nvhv-marker-$$-$(date +%s)
+    run_l1 137 --timeout 240 --nvdimm "$img:64M" \
+      --kill-after-line '^MARKER-WRITTEN$' --kill-delay-ms 200 -- sh -c "
+        printf $marker | dd of=/dev/pmem0 bs=4096 count=1 conv=sync,fsync oflag=direct status=none &&
+        exec 3<>/dev/pmem0 &&
+        printf volatile-$marker | dd of=/proc/self/fd/3 bs=4096 seek=1 count=1 conv=sync,notrunc status=none &&
+        echo \"CACHED:\$(dd if=/dev/pmem0 bs=4096 skip=1 count=1 status=none | tr -d '\\0')\" &&
+        echo MARKER-WRITTEN && sleep 600"
+    has NESTED-POWER-CUT
+    has "CACHED:volatile-$marker"
+    run_l1 0 --timeout 240 --nvdimm "$img:64M" -- sh -c '
+      echo "DURABLE:$(dd if=/dev/pmem0 bs=4096 count=1 iflag=direct status=none | tr -d "\0")"
+      echo "VOLATILE:$(dd if=/dev/pmem0 bs=4096 skip=1 count=1 iflag=direct status=none | tr -d "\0")"'
+    has "DURABLE:$marker"
+    has "VOLATILE:"
+    ;;
+  *) fail "unknown check $what" ;;
+esac
+echo PASS

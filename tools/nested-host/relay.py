@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Runs the nested host's QEMU for tools/nested-host/run and turns what L1 prints into a status.
+
+QEMU's argv must contain @CONSOLE@ and @OUTPUT@: the paths of two pipes this helper reads, the
+L1 console (kernel messages, NESTED-* status lines) and the command's own output. The command's
+output is copied to stdout as it arrives; the console is kept for error reports (or shown with
+--verbose). Exit status: the command's, 124 on timeout, 125 when the harness or L1 failed,
+137 after a power cut (--kill-after-line).
+"""
+import argparse
+import collections
+import ctypes
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+TIMEOUT, HARNESS_FAILURE, POWER_CUT = 124, 125, 137
+POWER_OFF_GRACE = 30  # seconds L1 may take from the command's end to QEMU's exit
+
+
+class Interrupted(Exception):
+    pass
+
+
+def log(msg):
+    sys.stderr.write(f"nested-host: {msg}\n")
+    sys.stderr.flush()
+
+
+def die_with_parent():
+    # QEMU must not outlive this helper, even when it is SIGKILLed (ctest timeouts).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--kill-after-line")
+    ap.add_argument("--kill-delay-ms", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--cleanup", help="directory to delete at the end")
+    ap.add_argument("qemu", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    if a.qemu and a.qemu[0] == "--":
+        a.qemu = a.qemu[1:]
+    try:
+        return run(a)
+    finally:
+        if a.cleanup:
+            shutil.rmtree(a.cleanup, ignore_errors=True)
+
+
+def run(a):
+    kill_re = re.compile(a.kill_after_line) if a.kill_after_line else None
+    con_r, con_w = os.pipe()
+    out_r, out_w = os.pipe()
+    argv = [x.replace("@CONSOLE@", f"/dev/fd/{con_w}").replace("@OUTPUT@", f"/dev/fd/{out_w}")
+            for x in a.qemu]
+    start = time.monotonic()
+
+    def on_signal(signum, _frame):
+        raise Interrupted(signum)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(con_w, out_w),
+                            preexec_fn=die_with_parent)
+    os.close(con_w)
+    os.close(out_w)
+    console_tail = collections.deque(maxlen=80)
+    marks = {}          # NESTED-INIT / NESTED-START / NESTED-EXIT -> seconds since start
+    exit_status = None
+    failure = None
+    kill_at = None
+    killed_for = None   # "power-cut", "timeout" or "hung power-off"
+    bufs = {con_r: b"", out_r: b""}
+    open_fds = [con_r, out_r]
+    stdout_open = True
+    try:
+        while open_fds:
+            now = time.monotonic()
+            if killed_for is None and qemu.poll() is None:
+                if kill_at is not None and now >= kill_at:
+                    qemu.kill()
+                    killed_for = "power-cut"
+                elif now - start >= a.timeout:
+                    qemu.kill()
+                    killed_for = "timeout"
+                elif "EXIT" in marks and now - start >= marks["EXIT"] + POWER_OFF_GRACE:
+                    qemu.kill()         # the command is done; L1 hangs on its way down
+                    killed_for = "hung power-off"
+            deadlines = [start + a.timeout] + ([kill_at] if kill_at else [])
+            if "EXIT" in marks:
+                deadlines.append(start + marks["EXIT"] + POWER_OFF_GRACE)
+            wait = max(0.0, min(deadlines) - now) if killed_for is None else 1.0
+            ready, _, _ = select.select(open_fds, [], [], wait)
+            for fd in ready:
+                data = os.read(fd, 65536)
+                if not data:                      # EOF: QEMU is gone
+                    open_fds.remove(fd)
+                    lines, bufs[fd] = [bufs[fd]] if bufs[fd] else [], b""
+                else:
+                    if fd == out_r and stdout_open:
+                        try:
+                            sys.stdout.buffer.write(data)
+                            sys.stdout.buffer.flush()
+                        except BrokenPipeError:   # e.g. `run ... | grep -q`: let L1 finish
+                            stdout_open = False
+                    *lines, bufs[fd] = (bufs[fd] + data).split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").rstrip("\r")
+                    if fd == out_r:
+                        if kill_re and kill_at is None and kill_re.search(line):
+                            kill_at = time.monotonic() + a.kill_delay_ms / 1000
+                        continue
+                    t = time.monotonic() - start
+                    if a.cleanup and not console_tail:
+                        # QEMU read the kernel and initrd when it started: drop them now, so even
+                        # a SIGKILLed harness leaves nothing behind.
+                        shutil.rmtree(a.cleanup, ignore_errors=True)
+                    console_tail.append(line)
+                    if a.verbose:
+                        log(f"L1 {t:6.1f}| {line}")
+                    m = re.search(r"NESTED-(INIT|START|EXIT (\d+)|FAIL (.*))", line)
+                    what = m and m.group(1).split()[0]
+                    if what and what not in marks:
+                        marks[what] = t
+                        if what == "EXIT":
+                            exit_status = int(m.group(2))
+                        elif what == "FAIL":
+                            failure = m.group(3)
+        qemu_status = qemu.wait()
+    except Interrupted as e:
+        qemu.kill()
+        qemu.wait()
+        log(f"interrupted by signal {e.args[0]}; QEMU killed")
+        return 128 + e.args[0]
+    except BaseException:
+        qemu.kill()
+        qemu.wait()
+        raise
+
+    total = time.monotonic() - start
+    if a.verbose:
+        log("timings: " + ", ".join(f"{k.lower()} at {v:.1f} s" for k, v in marks.items())
+            + f", QEMU gone at {total:.1f} s")
+
+    def show_console():
+        log("last lines of the L1 console:" + ("" if console_tail else " (none)"))
+        for line in console_tail:
+            sys.stderr.write(f"  L1| {line}\n")
+
+    if killed_for == "power-cut":
+        log(f"QEMU killed {a.kill_delay_ms} ms after a line matched '{a.kill_after_line}'")
+        sys.stderr.write("NESTED-POWER-CUT\n")
+        return POWER_CUT
+    if killed_for == "hung power-off":
+        log(f"L1 did not power off within {POWER_OFF_GRACE} s of the command's end; QEMU killed")
+    if killed_for == "timeout":
+        log(f"timeout: L1 still running after {a.timeout:g} s; QEMU killed")
+        show_console()
+        return TIMEOUT
+    if kill_at is not None:
+        log("the command finished before the power cut was due; no power cut happened")
+    if failure is not None:
+        log(f"L1 failed: {failure}")
+        show_console()
+        return HARNESS_FAILURE
+    if exit_status is None:
+        log(f"QEMU exited with status {qemu_status} before the command finished")
+        show_console()
+        return HARNESS_FAILURE
+    return exit_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+#pragma once
+// Linux x86 boot protocol (Documentation/x86/boot.rst), 64-bit entry: the bzImage's protected-
+// mode kernel at 1 MiB, a zero page (struct boot_params) with the setup header, command line,
+// initrd and E820 map, and entry at the kernel's startup_64 (load address + 0x200) with %rsi
+// pointing at the zero page. The image is untrusted: every header field is checked before use.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/memory/guest_memory.hpp"
+
+namespace nvhv {
+
+struct LinuxBoot {
+  uint64_t entry64;
+  uint64_t zero_page;
+  uint64_t kernel_end;  // load address + init_size: where the decompressor may write up to
+  std::optional<uint64_t> initrd_at;
+};
+
+bool looks_like_bzimage(std::span<const uint8_t> image);
+
+// `extra_e820` entries (e.g. persistent-memory regions, type 12) are added to the guest's map.
+LinuxBoot load_linux(std::span<const uint8_t> bzimage, std::span<const uint8_t> initrd, const std::string& cmdline,
+                     const GuestMemory& memory, const std::vector<E820Entry>& extra_e820 = {});
+
+}  // namespace nvhv
