@@ -129,6 +129,28 @@ TEST(VmApi, PowerFailRepliesWithTheCommittedCheckpointThenExits) {
   EXPECT_EQ(t.check(), "");
 }
 
+TEST(VmApi, PowerFailWhilePausedStillSavesEveryVcpu) {
+  skip_without_kvm();
+  ApiVm vm(true);
+  auto run = vm.start();
+  auto c = vm.client();
+  ASSERT_EQ(call(c, "vm.pause")["result"]["state"], "paused");
+  json r = call(c, "vm.power_fail");
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  ASSERT_EQ(run->wait(10s).value_or(-1), 0) << run->describe();
+  auto next = vm.start();
+  auto c2 = vm.client();
+  EXPECT_EQ(call(c2, "vm.status")["result"]["checkpoint"]["resumed"], true);
+  ASSERT_TRUE(next->wait_stdout(std::regex("^testos: tick \\d+ ok$"), 10s)) << next->describe();
+  call(c2, "vm.shutdown");
+  ASSERT_EQ(next->wait(10s).value_or(-1), 0);
+  Transcript t;
+  t.add_run(*run, false);
+  t.add_run(*next, true);
+  EXPECT_EQ(t.boots(), 1);
+  EXPECT_EQ(t.check(), "");
+}
+
 TEST(VmApi, PowerFailWithoutPersistentMemoryIsAnInvalidStateError) {
   skip_without_kvm();
   ApiVm vm(false);
