@@ -139,6 +139,23 @@ GuestConfig parse_config(const json& doc, const std::filesystem::path& base_dir,
     a.reject_unknown();
   }
 
+  if (const json* pmem = root.get("pmem")) {
+    if (!pmem->is_array()) fail("/pmem", fmt::format("expected an array, got {}", type_name(*pmem)));
+    if (pmem->size() > kMaxPmemRegions) fail("/pmem", fmt::format("at most {} regions", kMaxPmemRegions));
+    for (size_t i = 0; i < pmem->size(); ++i) {
+      const std::string at = fmt::format("/pmem/{}", i);
+      ObjectReader r((*pmem)[i], at);
+      PmemConfig region;
+      region.path = resolve(base_dir, r.required_string("path"));
+      auto region_mib = r.integer("size_mib", 2, kMaxMemoryMib);
+      if (!region_mib) fail(at + "/size_mib", "required field is missing");
+      if (*region_mib % 2) fail(at + "/size_mib", "must be a multiple of 2 (regions are 2 MiB aligned)");
+      region.size_mib = *region_mib;
+      r.reject_unknown();
+      cfg.pmem.push_back(std::move(region));
+    }
+  }
+
   root.reject_unknown();
   return cfg;
 }
@@ -160,7 +177,14 @@ GuestConfig load_config(const std::filesystem::path& file, uint32_t max_vcpus) {
 }
 
 json GuestConfig::identity() const {
-  return json{{"vcpus", vcpus}, {"memory_mib", memory.size_mib}, {"machine", "nvhv-x86_64-v1"}};
+  json out{{"vcpus", vcpus}, {"memory_mib", memory.size_mib}, {"machine", "nvhv-x86_64-v1"}};
+  // Only when present, so images of VMs without pmem keep the identity they always had.
+  if (!pmem.empty()) {
+    json sizes = json::array();
+    for (const auto& r : pmem) sizes.push_back(r.size_mib);
+    out["pmem_mib"] = sizes;
+  }
+  return out;
 }
 
 }  // namespace nvhv

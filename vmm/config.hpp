@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,13 @@ struct MemoryConfig {
   std::optional<std::filesystem::path> backing;  // absent: anonymous, not persistent
 };
 
+// A guest persistent-memory region: host file or DAX device shown to the guest as E820 type 12
+// (Linux's nd_e820 makes it /dev/pmemN).
+struct PmemConfig {
+  std::filesystem::path path;
+  uint64_t size_mib = 0;
+};
+
 struct GuestConfig {
   std::string name;
   uint32_t vcpus = 1;
@@ -29,6 +37,7 @@ struct GuestConfig {
   std::string cmdline;
   SerialConfig serial;
   std::optional<std::filesystem::path> api_socket;
+  std::vector<PmemConfig> pmem;
 
   uint64_t memory_bytes() const { return memory.size_mib << 20; }
   // The parts of the config that saved state depends on; a checkpoint taken under one identity
@@ -38,6 +47,7 @@ struct GuestConfig {
 
 inline constexpr uint64_t kMaxMemoryMib = 1ull << 20;  // 1 TiB
 inline constexpr size_t kMaxCmdlineBytes = 4095;
+inline constexpr size_t kMaxPmemRegions = 8;
 
 // Relative paths are resolved against base_dir (the directory holding the config file).
 GuestConfig parse_config(const nlohmann::json& doc, const std::filesystem::path& base_dir, uint32_t max_vcpus);

@@ -11,9 +11,8 @@ namespace {
 constexpr uint64_t kPage = 4096;
 }
 
-DirtyWriteback::DirtyWriteback(VmFd& vm, const persistence::Backing& backing, std::vector<Slot> slots,
-                               std::chrono::milliseconds interval)
-    : vm_(vm), backing_(backing), slots_(std::move(slots)), interval_(interval) {
+DirtyWriteback::DirtyWriteback(VmFd& vm, std::vector<Slot> slots, std::chrono::milliseconds interval)
+    : vm_(vm), slots_(std::move(slots)), interval_(interval) {
   for (const auto& s : slots_) bitmaps_.emplace_back((s.size / kPage + 63) / 64, 0);
 }
 
@@ -64,7 +63,7 @@ DirtyWriteback::Figures DirtyWriteback::pass() {
     uint64_t run_start = 0, run_len = 0;
     auto flush_run = [&] {
       if (run_len == 0) return;
-      backing_.flush(slots_[i].host + run_start * kPage, run_len * kPage);
+      slots_[i].backing->flush(slots_[i].host + run_start * kPage, run_len * kPage);
       f.bytes += run_len * kPage;
       ++f.ranges;
       run_len = 0;
@@ -89,7 +88,8 @@ DirtyWriteback::Figures DirtyWriteback::pass() {
     }
     flush_run();
   }
-  backing_.drain();
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (i == 0 || slots_[i].backing != slots_[i - 1].backing) slots_[i].backing->drain();
   return f;
 }
 

@@ -22,6 +22,7 @@ class DirtyWriteback {
     uint32_t id;
     uint8_t* host;
     uint64_t size;
+    const persistence::Backing* backing;  // what makes this slot's pages durable
   };
   struct Figures {
     uint64_t bytes = 0;   // written back by this pass
@@ -29,7 +30,7 @@ class DirtyWriteback {
   };
 
   // The slots must have been registered with KVM_MEM_LOG_DIRTY_PAGES.
-  DirtyWriteback(VmFd& vm, const persistence::Backing& backing, std::vector<Slot> slots, std::chrono::milliseconds interval);
+  DirtyWriteback(VmFd& vm, std::vector<Slot> slots, std::chrono::milliseconds interval);
   ~DirtyWriteback();
   DirtyWriteback(const DirtyWriteback&) = delete;
   DirtyWriteback& operator=(const DirtyWriteback&) = delete;
@@ -46,7 +47,6 @@ class DirtyWriteback {
   void run();
 
   VmFd& vm_;
-  const persistence::Backing& backing_;
   std::vector<Slot> slots_;
   std::vector<std::vector<uint64_t>> bitmaps_;
   std::chrono::milliseconds interval_;

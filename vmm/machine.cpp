@@ -73,10 +73,31 @@ void Machine::setup_memory() {
   uint32_t slot = 0;
   for (const auto& r : memory_->regions()) {
     vm_->set_user_memory_region(slot, r.guest_phys, r.size, r.host, track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
-    slots.push_back({slot, r.host, r.size});
+    if (track_dirty) slots.push_back({slot, r.host, r.size, &*backing_});
     ++slot;
   }
-  if (track_dirty) writeback_ = std::make_unique<DirtyWriteback>(*vm_, *backing_, std::move(slots), options_.writeback_interval);
+  setup_pmem_regions(slot, slots);
+  if (!slots.empty()) writeback_ = std::make_unique<DirtyWriteback>(*vm_, std::move(slots), options_.writeback_interval);
+}
+
+void Machine::setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked) {
+  // Above RAM and the PCI hole, 1 GiB aligned so each region can become its own
+  // memory section in the guest.
+  uint64_t gpa = layout::kFourGiB;
+  for (const auto& r : memory_->regions()) gpa = std::max(gpa, r.guest_phys + r.size);
+  gpa = (gpa + layout::kGiB - 1) & ~(layout::kGiB - 1);
+  uint32_t slot = first_slot;
+  for (const auto& region : config_.pmem) {
+    const uint64_t size = region.size_mib << 20;
+    auto& b = pmem_backings_.emplace_back(persistence::Backing::open(region.path.string(), size, persistence::Backing::Options{true, false}));
+    const bool track = b.granularity() != persistence::Granularity::byte;
+    vm_->set_user_memory_region(slot, gpa, size, b.data(), track ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    if (track) tracked.push_back({slot, b.data(), size, &b});
+    pmem_e820_.push_back({gpa, size, 12});
+    log::info("pmem: {} MiB of {} at guest-physical {:#x} (E820 type 12)", region.size_mib, region.path.string(), gpa);
+    gpa = (gpa + size + layout::kGiB - 1) & ~(layout::kGiB - 1);
+    ++slot;
+  }
 }
 
 void Machine::setup_devices() {
@@ -130,7 +151,7 @@ void Machine::load_guest() {
   if (config_.initrd) initrd = read_file(*config_.initrd, memory_->size());
   try {
     if (looks_like_bzimage(kernel)) {
-      LinuxBoot linux_boot = load_linux(kernel, initrd, config_.cmdline, *memory_);
+      LinuxBoot linux_boot = load_linux(kernel, initrd, config_.cmdline, *memory_, pmem_e820_);
       entry_ = linux_boot.entry64;
       boot_info_ = linux_boot.zero_page;
     } else if (looks_like_elf(kernel)) {
@@ -146,7 +167,7 @@ void Machine::load_guest() {
         memory_->write(at, initrd);
         module = InitrdPlacement{at, initrd.size()};
       }
-      boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, module);
+      boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, module, pmem_e820_);
     } else {
       throw std::runtime_error("neither an ELF64 kernel nor a bzImage");
     }
@@ -234,6 +255,16 @@ int Machine::run() {
   }
   vcpus_->stop_and_join();
   serial_->flush_output();
+  // Whatever the guest wrote to persistent regions reaches the medium on every way out, not
+  // only at a power-fail checkpoint.
+  if (writeback_ && !last_checkpoint()) {
+    try {
+      writeback_->final_flush();
+    } catch (const std::exception& e) {
+      log::error("final write-back failed: {}", e.what());
+      status = status ? status : 1;
+    }
+  }
   if (api_) {
     announce("stopped", exit_reason_);
     // Give the event loop a moment to write out replies and notifications already queued

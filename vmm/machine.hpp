@@ -4,6 +4,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <atomic>
+#include <deque>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -88,6 +89,7 @@ class Machine {
 
  private:
   void setup_memory();
+  void setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked);
   void setup_devices();
   void create_vcpus();
   void load_guest();
@@ -107,6 +109,8 @@ class Machine {
   std::optional<persistence::Backing> backing_;
   std::optional<persistence::Image> image_;
   std::unique_ptr<DirtyWriteback> writeback_;
+  std::deque<persistence::Backing> pmem_backings_;  // deque: slots keep pointers to them
+  std::vector<E820Entry> pmem_e820_;
   uint64_t resumed_generation_ = 0;
   std::vector<uint32_t> checkpoint_msrs_;
   size_t xsave_size_ = 0;

@@ -75,6 +75,22 @@ TEST(NvhvRun, SerialToFile) {
   EXPECT_TRUE(consecutive(s.ticks, 1) && s.ticks.size() == 3u);
 }
 
+TEST(NvhvRun, PmemRegionIsCreatedAndMapped) {
+  skip_without_kvm();
+  TempDir dir;
+  auto cfg = testos_config("pmem", 1, 64, "ticks=2 tick_ms=10 mem_mib=4");
+  cfg["pmem"] = nlohmann::json::array({{{"path", "store.img"}, {"size_mib", 16}}});
+  ChildProcess vm({nvhv_bin(), "run", write_config(dir, cfg)});
+  auto status = vm.wait(30s);
+  ASSERT_TRUE(status && *status == 0) << vm.describe();
+  struct stat st {};
+  ASSERT_EQ(stat(dir.file("store.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 16 << 20);
+  bool logged = false;
+  for (const auto& l : vm.stderr_lines()) logged |= l.find("E820 type 12") != std::string::npos && l.find("0x100000000") != std::string::npos;
+  EXPECT_TRUE(logged) << vm.describe();
+}
+
 TEST(NvhvRun, ConfigErrorsExitWithStatus2AndNameTheField) {
   TempDir dir;
   auto cfg = testos_config("bad", 1, 64, "");

@@ -103,7 +103,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"serial_output_type", [](json& d) { d["serial"] = {{"output", 1}}; }, "/serial/output: expected a string"},
         BadCase{"serial_output_empty", [](json& d) { d["serial"] = {{"output", ""}}; }, "/serial/output: must be"},
         BadCase{"api_socket_long", [](json& d) { d["api"] = {{"socket", std::string(200, 's')}}; }, "/api/socket: path is longer"},
-        BadCase{"schema_version", [](json& d) { d["schema_version"] = 2; }, "/schema_version: must be between 1 and 1"}),
+        BadCase{"schema_version", [](json& d) { d["schema_version"] = 2; }, "/schema_version: must be between 1 and 1"},
+        BadCase{"pmem_type", [](json& d) { d["pmem"] = json::object(); }, "/pmem: expected an array"},
+        BadCase{"pmem_entry_type", [](json& d) { d["pmem"] = json::array({1}); }, "/pmem/0: expected an object"},
+        BadCase{"pmem_path_missing", [](json& d) { d["pmem"] = json::array({{{"size_mib", 8}}}); }, "/pmem/0/path: required"},
+        BadCase{"pmem_size_missing", [](json& d) { d["pmem"] = json::array({{{"path", "p"}}}); }, "/pmem/0/size_mib: required"},
+        BadCase{"pmem_size_odd", [](json& d) { d["pmem"] = json::array({{{"path", "p"}, {"size_mib", 3}}}); }, "/pmem/0/size_mib: must be a multiple of 2"},
+        BadCase{"pmem_unknown", [](json& d) { d["pmem"] = json::array({{{"path", "p"}, {"size_mib", 4}, {"dax", true}}}); }, "/pmem/0/dax: unknown field"},
+        BadCase{"pmem_too_many", [](json& d) { d["pmem"] = json::array(); for (int i = 0; i < 9; ++i) d["pmem"].push_back({{"path", "p"}, {"size_mib", 2}}); }, "/pmem: at most 8"}),
     [](const auto& case_info) { return std::string(case_info.param.label); });
 
 TEST(Config, LoadReportsFileAndJsonErrors) {
@@ -123,6 +130,17 @@ TEST(Config, LoadReportsFileAndJsonErrors) {
   }
   auto cfg = load_config(dir.file("ok.json"), 8);
   EXPECT_EQ(cfg.kernel, std::filesystem::path(dir.path()) / "k.elf");  // relative to the config's directory
+}
+
+TEST(Config, PmemRegions) {
+  json doc = minimal();
+  doc["pmem"] = json::array({{{"path", "store.img"}, {"size_mib", 64}}, {{"path", "/dev/dax0.0"}, {"size_mib", 1024}}});
+  auto cfg = parse_config(doc, "/base", 8);
+  ASSERT_EQ(cfg.pmem.size(), 2u);
+  EXPECT_EQ(cfg.pmem[0].path, "/base/store.img");
+  EXPECT_EQ(cfg.pmem[1].size_mib, 1024u);
+  EXPECT_EQ(cfg.identity()["pmem_mib"], json::array({64, 1024}));
+  EXPECT_FALSE(parse_config(minimal(), "/", 8).identity().contains("pmem_mib"));
 }
 
 TEST(Config, IdentityIgnoresLogsAndSockets) {

@@ -175,6 +175,15 @@ TEST(Pvh, StartInfoDescribesCmdlineAndMemory) {
   }
   EXPECT_EQ(ram_bytes, (32u << 20) - (0x100000 - layout::kEbdaStart));
   EXPECT_THROW(write_pvh_start_info(ram.memory, std::string(8192, 'x'), std::nullopt), std::invalid_argument);
+
+  // Persistent-memory regions are appended as E820 type 12.
+  at = write_pvh_start_info(ram.memory, "", std::nullopt, {{8ull << 30, 64 << 20, 12}});
+  std::memcpy(&info, ram.memory.host_range(at, sizeof info), sizeof info);
+  HvmMemmapEntry last;
+  std::memcpy(&last, ram.memory.host_range(info.memmap_paddr + (info.memmap_entries - 1) * sizeof last, sizeof last), sizeof last);
+  EXPECT_EQ(last.addr, 8ull << 30);
+  EXPECT_EQ(last.size, 64u << 20);
+  EXPECT_EQ(last.type, 12u);
 }
 
 uint8_t sum(const uint8_t* p, size_t n) {

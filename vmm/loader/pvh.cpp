@@ -7,11 +7,12 @@
 namespace nvhv {
 
 uint64_t write_pvh_start_info(const GuestMemory& memory, const std::string& cmdline,
-                              std::optional<InitrdPlacement> initrd) {
+                              std::optional<InitrdPlacement> initrd, const std::vector<E820Entry>& extra_e820) {
   if (cmdline.size() >= layout::kCmdlineMax) throw std::invalid_argument("kernel command line is too long");
   memory.write(layout::kCmdline, std::span(reinterpret_cast<const uint8_t*>(cmdline.c_str()), cmdline.size() + 1));
 
   auto e820 = memory.e820();
+  e820.insert(e820.end(), extra_e820.begin(), extra_e820.end());
   if (e820.size() > layout::kStartInfoMaxMemmap) throw std::logic_error("memory map too large");
   for (size_t i = 0; i < e820.size(); ++i)
     memory.write_object(layout::kStartInfoMemmap + i * sizeof(HvmMemmapEntry), HvmMemmapEntry{e820[i].addr, e820[i].size, e820[i].type, 0});

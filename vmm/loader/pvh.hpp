@@ -4,6 +4,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "vmm/memory/guest_memory.hpp"
 
@@ -44,6 +45,6 @@ struct InitrdPlacement {
 
 // Writes the command line, memory map, module list and start info; returns its address.
 uint64_t write_pvh_start_info(const GuestMemory& memory, const std::string& cmdline,
-                              std::optional<InitrdPlacement> initrd);
+                              std::optional<InitrdPlacement> initrd, const std::vector<E820Entry>& extra_e820 = {});
 
 }  // namespace nvhv
