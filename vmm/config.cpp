@@ -156,6 +156,34 @@ GuestConfig parse_config(const json& doc, const std::filesystem::path& base_dir,
     }
   }
 
+  if (const json* disks = root.get("disks")) {
+    if (!disks->is_array()) fail("/disks", fmt::format("expected an array, got {}", type_name(*disks)));
+    if (disks->size() > kMaxDisks) fail("/disks", fmt::format("at most {} disks", kMaxDisks));
+    for (size_t i = 0; i < disks->size(); ++i) {
+      const std::string at = fmt::format("/disks/{}", i);
+      ObjectReader r((*disks)[i], at);
+      DiskConfig disk;
+      disk.path = resolve(base_dir, r.required_string("path"));
+      if (const json* ro = r.get("readonly")) {
+        if (!ro->is_boolean()) fail(at + "/readonly", fmt::format("expected a boolean, got {}", type_name(*ro)));
+        disk.readonly = ro->get<bool>();
+      }
+      r.reject_unknown();
+      cfg.disks.push_back(std::move(disk));
+    }
+  }
+
+  if (const json* console = root.get("console")) {
+    ObjectReader r(*console, "/console");
+    ConsoleConfig c;
+    if (auto log_path = r.string("log")) {
+      if (log_path->empty()) fail("/console/log", "must not be empty");
+      c.log = resolve(base_dir, *log_path);
+    }
+    r.reject_unknown();
+    cfg.console = c;
+  }
+
   root.reject_unknown();
   return cfg;
 }
@@ -178,7 +206,9 @@ GuestConfig load_config(const std::filesystem::path& file, uint32_t max_vcpus) {
 
 json GuestConfig::identity() const {
   json out{{"vcpus", vcpus}, {"memory_mib", memory.size_mib}, {"machine", "nvhv-x86_64-v1"}};
-  // Only when present, so images of VMs without pmem keep the identity they always had.
+  // Only when present, so images of VMs without these devices keep the identity they had.
+  if (!disks.empty()) out["disks"] = disks.size();
+  if (console) out["console"] = true;
   if (!pmem.empty()) {
     json sizes = json::array();
     for (const auto& r : pmem) sizes.push_back(r.size_mib);

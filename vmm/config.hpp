@@ -28,6 +28,17 @@ struct PmemConfig {
   uint64_t size_mib = 0;
 };
 
+// A virtio-blk disk: a raw image file.
+struct DiskConfig {
+  std::filesystem::path path;
+  bool readonly = false;
+};
+
+// The virtio-console port (the guest agent's channel); its output is appended to `log`.
+struct ConsoleConfig {
+  std::optional<std::filesystem::path> log;
+};
+
 struct GuestConfig {
   std::string name;
   uint32_t vcpus = 1;
@@ -38,6 +49,8 @@ struct GuestConfig {
   SerialConfig serial;
   std::optional<std::filesystem::path> api_socket;
   std::vector<PmemConfig> pmem;
+  std::vector<DiskConfig> disks;
+  std::optional<ConsoleConfig> console;
 
   uint64_t memory_bytes() const { return memory.size_mib << 20; }
   // The parts of the config that saved state depends on; a checkpoint taken under one identity
@@ -48,6 +61,7 @@ struct GuestConfig {
 inline constexpr uint64_t kMaxMemoryMib = 1ull << 20;  // 1 TiB
 inline constexpr size_t kMaxCmdlineBytes = 4095;
 inline constexpr size_t kMaxPmemRegions = 8;
+inline constexpr size_t kMaxDisks = 8;
 
 // Relative paths are resolved against base_dir (the directory holding the config file).
 GuestConfig parse_config(const nlohmann::json& doc, const std::filesystem::path& base_dir, uint32_t max_vcpus);

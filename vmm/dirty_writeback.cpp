@@ -13,7 +13,24 @@ constexpr uint64_t kPage = 4096;
 
 DirtyWriteback::DirtyWriteback(VmFd& vm, std::vector<Slot> slots, std::chrono::milliseconds interval)
     : vm_(vm), slots_(std::move(slots)), interval_(interval) {
-  for (const auto& s : slots_) bitmaps_.emplace_back((s.size / kPage + 63) / 64, 0);
+  for (const auto& s : slots_) {
+    const size_t words = (s.size / kPage + 63) / 64;
+    bitmaps_.emplace_back(words, 0);
+    device_bitmaps_.emplace_back(std::make_unique<std::atomic<uint64_t>[]>(words));
+  }
+}
+
+void DirtyWriteback::note_write(uint64_t guest_phys, uint64_t len) {
+  if (len == 0) return;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const auto& s = slots_[i];
+    if (guest_phys < s.guest_phys || guest_phys - s.guest_phys >= s.size) continue;
+    const uint64_t first = (guest_phys - s.guest_phys) / kPage;
+    const uint64_t last = std::min(s.size - 1, guest_phys - s.guest_phys + len - 1) / kPage;
+    for (uint64_t page = first; page <= last; ++page)
+      device_bitmaps_[i][page / 64].fetch_or(1ull << (page % 64), std::memory_order_relaxed);
+    return;
+  }
 }
 
 DirtyWriteback::~DirtyWriteback() {
@@ -59,6 +76,7 @@ DirtyWriteback::Figures DirtyWriteback::pass() {
     // KVM_GET_DIRTY_LOG hands over the bits and write-protects those pages again, so a page
     // the guest writes after this call shows up in the next pass.
     vm_.get_dirty_log(slots_[i].id, bitmap.data());
+    for (size_t w = 0; w < bitmap.size(); ++w) bitmap[w] |= device_bitmaps_[i][w].exchange(0, std::memory_order_relaxed);
     const uint64_t pages = slots_[i].size / kPage;
     uint64_t run_start = 0, run_len = 0;
     auto flush_run = [&] {

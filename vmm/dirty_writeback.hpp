@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -23,6 +24,7 @@ class DirtyWriteback {
     uint8_t* host;
     uint64_t size;
     const persistence::Backing* backing;  // what makes this slot's pages durable
+    uint64_t guest_phys;
   };
   struct Figures {
     uint64_t bytes = 0;   // written back by this pass
@@ -39,6 +41,9 @@ class DirtyWriteback {
   // Stops the background thread, then writes back everything logged since its last pass.
   // Call with the vCPUs paused so nothing new is dirtied meanwhile.
   Figures final_flush();
+  // Device models store into guest RAM behind KVM's back (virtio used rings, read buffers):
+  // they report it here so those pages are written back too. Any thread.
+  void note_write(uint64_t guest_phys, uint64_t len);
   uint64_t background_bytes() const { return background_bytes_.load(); }
   uint64_t passes() const { return passes_.load(); }
 
@@ -49,6 +54,7 @@ class DirtyWriteback {
   VmFd& vm_;
   std::vector<Slot> slots_;
   std::vector<std::vector<uint64_t>> bitmaps_;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> device_bitmaps_;
   std::chrono::milliseconds interval_;
   std::mutex pass_mu_;  // one pass at a time: the final flush waits for a running one
   std::mutex mu_;

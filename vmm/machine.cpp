@@ -73,7 +73,7 @@ void Machine::setup_memory() {
   uint32_t slot = 0;
   for (const auto& r : memory_->regions()) {
     vm_->set_user_memory_region(slot, r.guest_phys, r.size, r.host, track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
-    if (track_dirty) slots.push_back({slot, r.host, r.size, &*backing_});
+    if (track_dirty) slots.push_back({slot, r.host, r.size, &*backing_, r.guest_phys});
     ++slot;
   }
   setup_pmem_regions(slot, slots);
@@ -92,7 +92,7 @@ void Machine::setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback
     auto& b = pmem_backings_.emplace_back(persistence::Backing::open(region.path.string(), size, persistence::Backing::Options{true, false}));
     const bool track = b.granularity() != persistence::Granularity::byte;
     vm_->set_user_memory_region(slot, gpa, size, b.data(), track ? KVM_MEM_LOG_DIRTY_PAGES : 0);
-    if (track) tracked.push_back({slot, b.data(), size, &b});
+    if (track) tracked.push_back({slot, b.data(), size, &b, gpa});
     pmem_e820_.push_back({gpa, size, 12});
     log::info("pmem: {} MiB of {} at guest-physical {:#x} (E820 type 12)", region.size_mib, region.path.string(), gpa);
     gpa = (gpa + size + layout::kGiB - 1) & ~(layout::kGiB - 1);
@@ -112,10 +112,16 @@ void Machine::setup_devices() {
   serial_ = std::make_shared<Serial>(serial_fd_.get(), line_buffered, [this](bool level) { vm_->irq_line(kSerialIrq, level); });
   pio_.add(kCom1, 8, serial_);
   snapshot_devices_.push_back(serial_.get());
+  setup_virtio();
   auto on_event = [this](SystemEvent e) { on_system_event(e); };
   pio_.add(SystemControl::kPm1aControl, 2, std::make_shared<SystemControl>(SystemControl::kPm1aControl, on_event));
   pio_.add(SystemControl::kI8042Command, 1, std::make_shared<SystemControl>(SystemControl::kI8042Command, on_event));
-  pio_.add(SystemControl::kResetControl, 1, std::make_shared<SystemControl>(SystemControl::kResetControl, on_event));
+  // 0xCF9 sits inside the PCI configuration ports when there is a PCI bus.
+  auto reset_control = std::make_shared<SystemControl>(SystemControl::kResetControl, on_event);
+  if (pci_)
+    pci_->set_reset_control(reset_control);
+  else
+    pio_.add(SystemControl::kResetControl, 1, reset_control);
 }
 
 void Machine::create_vcpus() {
@@ -175,7 +181,7 @@ void Machine::load_guest() {
     throw std::runtime_error(config_.kernel.string() + ": " + e.what());
   }
   x86::write_boot_tables(*memory_);
-  x86::write_mptable(*memory_, config_.vcpus);
+  x86::write_mptable(*memory_, config_.vcpus, pci_interrupts());
   setup_boot_vcpu(vcpus_->at(0));
   if (image_) {
     // A checkpoint no longer matches RAM once the kernel is loaded over it; and what nvhv

@@ -15,6 +15,11 @@
 #include <functional>
 
 #include "devices/io_bus.hpp"
+#include "devices/pci/kvm_interrupt_sink.hpp"
+#include "devices/pci/pci_bus.hpp"
+#include "devices/virtio/blk.hpp"
+#include "devices/virtio/console.hpp"
+#include "devices/virtio/virtio_pci.hpp"
 #include "devices/serial.hpp"
 #include "devices/system_control.hpp"
 #include "persistence/backing.hpp"
@@ -25,6 +30,7 @@
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/memory/guest_memory.hpp"
 #include "vmm/vcpu_set.hpp"
+#include "vmm/x86/mptable.hpp"
 
 namespace nvhv {
 
@@ -91,6 +97,11 @@ class Machine {
   void setup_memory();
   void setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked);
   void setup_devices();
+  void setup_virtio();
+  std::vector<x86::MpPciInterrupt> pci_interrupts() const;
+  void quiesce_devices();
+  void resume_devices();
+  void sync_disks();
   void create_vcpus();
   void load_guest();
   void setup_boot_vcpu(Vcpu& vcpu);
@@ -116,6 +127,12 @@ class Machine {
   size_t xsave_size_ = 0;
   persistence::MachineState save_buffer_;  // sized once so the power-fail path does not allocate
   std::vector<persistence::Snapshottable*> snapshot_devices_;
+  std::unique_ptr<pci::KvmInterruptSink> irq_sink_;
+  std::shared_ptr<pci::Bus> pci_;
+  std::vector<std::shared_ptr<virtio::VirtioPci>> transports_;
+  std::vector<std::shared_ptr<virtio::VirtioBlk>> disks_;
+  std::shared_ptr<virtio::VirtioConsole> console_;
+  UniqueFd console_log_fd_;
   std::atomic<bool> checkpoint_started_{false};
   std::atomic<bool> paused_by_operator_{false};
   std::chrono::steady_clock::time_point running_since_{};

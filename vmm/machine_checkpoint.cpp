@@ -104,6 +104,7 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
       if (e) std::rethrow_exception(e);
     const auto t1 = Clock::now();
     fault_point("checkpoint:after-pause");
+    quiesce_devices();  // no host-initiated device work (console input) touches RAM from here
 
     save_buffer_.vm = save_vm_state(*vm_);
     persistence::save_devices(snapshot_devices_, save_buffer_.devices);
@@ -121,6 +122,8 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
     } else {
       backing_->drain();  // byte granularity: stores are durable once fenced
     }
+    // A resumed guest believes every write it saw completed is on its disk.
+    sync_disks();
     fault_point("checkpoint:after-ram-flush");
     const auto t3 = Clock::now();
 
@@ -137,6 +140,7 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
     // Nothing was published: the previous checkpoint (if any) stays in force and the guest
     // goes on running, so a later notice can try again.
     if (writeback_stopped) writeback_->start();
+    resume_devices();
     if (!paused_by_operator_) vcpus_->resume();
     checkpoint_started_ = false;
     announce(paused_by_operator_ ? "paused" : "running", "power-fail checkpoint failed");

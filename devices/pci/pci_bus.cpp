@@ -118,6 +118,10 @@ Function* Bus::target(uint32_t address) const {
 }
 
 void Bus::read(uint64_t offset, std::span<uint8_t> data) {
+  if (offset == 1 && data.size() == 1 && reset_control_) {
+    reset_control_->read(0, data);
+    return;
+  }
   uint32_t address;
   {
     std::lock_guard lock(mu_);
@@ -135,6 +139,10 @@ void Bus::read(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void Bus::write(uint64_t offset, std::span<const uint8_t> data) {
+  if (offset == 1 && data.size() == 1 && reset_control_) {
+    reset_control_->write(0, data);
+    return;
+  }
   if (offset == 0 && data.size() == 4) {
     uint32_t v;
     std::memcpy(&v, data.data(), 4);

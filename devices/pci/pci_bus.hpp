@@ -57,6 +57,9 @@ class Bus : public BusDevice, public persistence::Snapshottable {
   // slot. Only before the vCPUs start. Throws when the bus or the MMIO window is full.
   uint8_t add(std::shared_ptr<Function> fn);
   std::vector<IntxRoute> intx_routes() const;
+  // Byte accesses to 0xCF9 are the chipset's reset control register, not configuration
+  // cycles: they go to `device` (at offset 0).
+  void set_reset_control(std::shared_ptr<BusDevice> device) { reset_control_ = std::move(device); }
 
   // The configuration ports (offset 0 = 0xCF8).
   void read(uint64_t offset, std::span<uint8_t> data) override;
@@ -69,6 +72,7 @@ class Bus : public BusDevice, public persistence::Snapshottable {
   void restore(persistence::Decoder& in, uint32_t version) override;
 
  private:
+  std::shared_ptr<BusDevice> reset_control_;
   static constexpr uint32_t kSlots = 32;
   Function* target(uint32_t address) const;
   void set_intx(uint8_t slot, uint32_t gsi, bool level);

@@ -115,6 +115,36 @@ TEST(Checkpoint, ColdFlagBootsFreshAndRetiresTheCheckpoint) {
   EXPECT_FALSE(resumed(*after));
 }
 
+// With PCI and virtio devices present, their state goes through the same checkpoint.
+TEST(Checkpoint, ResumesWithVirtioDevicesConfigured) {
+  skip_without_kvm();
+  TempDir dir;
+  auto cfg = testos_config("devices", 2, 64, "tick_ms=10 mem_mib=2");
+  cfg["memory"]["backing"] = dir.file("vm.img");
+  std::filesystem::resize_file((std::ofstream(dir.file("disk.img")), dir.file("disk.img")), 8 << 20);
+  cfg["disks"] = nlohmann::json::array({{{"path", "disk.img"}}, {{"path", "disk.img"}, {"readonly", true}}});
+  cfg["console"] = {{"log", "console.log"}};
+  auto config = write_config(dir, cfg);
+  Transcript t;
+  for (int round = 0; round < 3; ++round) {
+    ChildProcess run({nvhv_bin(), "run", config});
+    ASSERT_TRUE(run.wait_stdout(kTick, 20s)) << run.describe();
+    ASSERT_TRUE(run.wait_stdout(kTick, 20s)) << run.describe();
+    EXPECT_EQ(resumed(run), round > 0) << run.describe();
+    run.signal(SIGPWR);
+    ASSERT_EQ(run.wait(30s).value_or(-1), 0) << run.describe();
+    ASSERT_TRUE(any_line_matches(run.stderr_lines(), kCommitted)) << run.describe();
+    t.add_run(run, round > 0);
+  }
+  EXPECT_EQ(t.boots(), 1);
+  EXPECT_EQ(t.check(), "");
+  // A config whose devices differ is another VM: refused, the image untouched.
+  cfg["disks"] = nlohmann::json::array({{{"path", "disk.img"}}});
+  auto other = run_command({nvhv_bin(), "run", write_config(dir, cfg, "other.json")}, 20s);
+  EXPECT_EQ(other.status, 1) << other.err;
+  EXPECT_NE(other.err.find("disks"), std::string::npos) << other.err;
+}
+
 // nvhv dies by SIGKILL at random points of the checkpoint (and resume) path; every next start
 // must either resume a complete checkpoint with the ticks continuing or cold-boot saying why,
 // and the guest must never see corrupt memory.

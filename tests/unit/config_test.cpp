@@ -104,6 +104,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"serial_output_empty", [](json& d) { d["serial"] = {{"output", ""}}; }, "/serial/output: must be"},
         BadCase{"api_socket_long", [](json& d) { d["api"] = {{"socket", std::string(200, 's')}}; }, "/api/socket: path is longer"},
         BadCase{"schema_version", [](json& d) { d["schema_version"] = 2; }, "/schema_version: must be between 1 and 1"},
+        BadCase{"disks_type", [](json& d) { d["disks"] = "a.img"; }, "/disks: expected an array"},
+        BadCase{"disk_path_missing", [](json& d) { d["disks"] = json::array({json::object()}); }, "/disks/0/path: required"},
+        BadCase{"disk_readonly_type", [](json& d) { d["disks"] = json::array({{{"path", "a"}, {"readonly", "yes"}}}); }, "/disks/0/readonly: expected a boolean"},
+        BadCase{"disk_unknown", [](json& d) { d["disks"] = json::array({{{"path", "a"}, {"cache", "none"}}}); }, "/disks/0/cache: unknown field"},
+        BadCase{"console_type", [](json& d) { d["console"] = true; }, "/console: expected an object"},
+        BadCase{"console_unknown", [](json& d) { d["console"] = {{"socket", "x"}}; }, "/console/socket: unknown field"},
         BadCase{"pmem_type", [](json& d) { d["pmem"] = json::object(); }, "/pmem: expected an array"},
         BadCase{"pmem_entry_type", [](json& d) { d["pmem"] = json::array({1}); }, "/pmem/0: expected an object"},
         BadCase{"pmem_path_missing", [](json& d) { d["pmem"] = json::array({{{"size_mib", 8}}}); }, "/pmem/0/path: required"},
@@ -130,6 +136,20 @@ TEST(Config, LoadReportsFileAndJsonErrors) {
   }
   auto cfg = load_config(dir.file("ok.json"), 8);
   EXPECT_EQ(cfg.kernel, std::filesystem::path(dir.path()) / "k.elf");  // relative to the config's directory
+}
+
+TEST(Config, DisksAndConsole) {
+  json doc = minimal();
+  doc["disks"] = json::array({{{"path", "root.img"}}, {{"path", "/data/ro.img"}, {"readonly", true}}});
+  doc["console"] = {{"log", "console.log"}};
+  auto cfg = parse_config(doc, "/base", 8);
+  ASSERT_EQ(cfg.disks.size(), 2u);
+  EXPECT_EQ(cfg.disks[0].path, "/base/root.img");
+  EXPECT_FALSE(cfg.disks[0].readonly);
+  EXPECT_TRUE(cfg.disks[1].readonly);
+  ASSERT_TRUE(cfg.console && cfg.console->log);
+  EXPECT_EQ(*cfg.console->log, "/base/console.log");
+  EXPECT_EQ(cfg.identity()["disks"], 2);
 }
 
 TEST(Config, PmemRegions) {

@@ -224,6 +224,30 @@ TEST(MpTable, ChecksumsAndProcessorEntries) {
     EXPECT_EQ(static_cast<size_t>(e - table), length);
   }
   EXPECT_THROW(x86::write_mptable(ram.memory, 0), std::invalid_argument);
+  EXPECT_THROW(x86::write_mptable(ram.memory, 1, {{1, 5, 16}}), std::invalid_argument);
+}
+
+TEST(MpTable, PciInterruptRoutes) {
+  TestRam ram(16 << 20);
+  x86::write_mptable(ram.memory, 2, {{3, 1, 17}});
+  uint32_t table_at;
+  std::memcpy(&table_at, ram.memory.host_range(layout::kMpTable + 4, 4), 4);
+  const uint8_t* table = ram.memory.host_range(table_at, 44);
+  uint16_t count;
+  std::memcpy(&count, table + 34, 2);
+  const uint8_t* e = table + 44;
+  bool pci_bus = false, route = false;
+  for (uint16_t i = 0; i < count; ++i) {
+    if (e[0] == 1 && e[1] == 0 && std::memcmp(e + 2, "PCI", 3) == 0) pci_bus = true;
+    if (e[0] == 3 && e[4] == 0 && e[5] == ((3 << 2) | 0) && e[7] == 17) {
+      uint16_t flags;
+      std::memcpy(&flags, e + 2, 2);
+      route = flags == 0x000d;
+    }
+    e += e[0] == 0 ? 20 : 8;
+  }
+  EXPECT_TRUE(pci_bus);
+  EXPECT_TRUE(route);
 }
 
 }  // namespace

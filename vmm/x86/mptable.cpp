@@ -80,21 +80,31 @@ void append(std::vector<uint8_t>& out, const T& v) {
 
 }  // namespace
 
-uint64_t write_mptable(const GuestMemory& memory, uint32_t vcpu_count) {
+uint64_t write_mptable(const GuestMemory& memory, uint32_t vcpu_count, const std::vector<MpPciInterrupt>& pci_interrupts) {
   if (vcpu_count == 0 || vcpu_count > 254) throw std::invalid_argument("MP table: vCPU count must be 1..254");
   const uint8_t ioapic_id = static_cast<uint8_t>(vcpu_count);
   std::vector<uint8_t> entries;
   uint16_t count = 0;
   for (uint32_t i = 0; i < vcpu_count; ++i, ++count)
     append(entries, ProcessorEntry{0, static_cast<uint8_t>(i), 0x14, static_cast<uint8_t>(i == 0 ? 3 : 1), 0x600, 0x201, {0, 0}});
-  append(entries, BusEntry{1, 0, {'I', 'S', 'A', ' ', ' ', ' '}});
-  ++count;
+  // Linux matches the PCI bus by its id; ISA gets the next one.
+  constexpr uint8_t kPciBus = 0, kIsaBus = 1;
+  append(entries, BusEntry{1, kPciBus, {'P', 'C', 'I', ' ', ' ', ' '}});
+  append(entries, BusEntry{1, kIsaBus, {'I', 'S', 'A', ' ', ' ', ' '}});
+  count += 2;
   append(entries, IoapicEntry{2, ioapic_id, 0x11, 1, static_cast<uint32_t>(layout::kIoapicBase)});
   ++count;
   // ISA IRQs 0-15 go to the IOAPIC pin of the same number: that is KVM's default GSI routing,
   // which nvhv keeps (no pin-2 override for the PIT as on PC chipsets).
   for (uint8_t irq = 0; irq < 16; ++irq, ++count)
-    append(entries, InterruptEntry{3, 0, 0, 0, irq, ioapic_id, irq});
+    append(entries, InterruptEntry{3, 0, 0, kIsaBus, irq, ioapic_id, irq});
+  // PCI INTx: level-triggered, active high (flags: polarity 01, trigger 11), source IRQ
+  // encoded as (device << 2) | (pin - 1).
+  for (const auto& p : pci_interrupts) {
+    if (p.pin < 1 || p.pin > 4 || p.slot > 31 || p.gsi > 23) throw std::invalid_argument("MP table: bad PCI interrupt route");
+    append(entries, InterruptEntry{3, 0, 0x000d, kPciBus, static_cast<uint8_t>((p.slot << 2) | (p.pin - 1)), ioapic_id, static_cast<uint8_t>(p.gsi)});
+    ++count;
+  }
   append(entries, InterruptEntry{4, 3, 0, 0, 0, 0xff, 0});  // LINT0: ExtINT from the PIC
   append(entries, InterruptEntry{4, 1, 0, 0, 0, 0xff, 1});  // LINT1: NMI
   count += 2;
