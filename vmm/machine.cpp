@@ -37,10 +37,34 @@ Machine::Machine(GuestConfig config, MachineOptions options) : config_(std::move
   vm_->create_pit2();
   supported_cpuid_ = kvm_.supported_cpuid();
   supported_msrs_ = kvm_.msr_index_list();
-  setup_memory();
-  setup_devices();
-  create_vcpus();
-  load_guest();
+  try {
+    setup_memory();
+    setup_devices();
+    create_vcpus();
+    load_guest();
+    wait_for_memory_slots();
+  } catch (...) {
+    if (slot_thread_.joinable()) slot_thread_.join();  // a joinable std::thread must not be destroyed
+    throw;
+  }
+}
+
+void Machine::register_memory_slots(std::vector<SlotRegistration> slots) {
+  // KVM_SET_USER_MEMORY_REGION waits for an SRCU grace period (milliseconds on a nested
+  // host); nothing before the first KVM_RUN needs the slots, so they are registered while the
+  // devices, vCPUs and guest state are being set up.
+  slot_thread_ = std::thread([this, slots = std::move(slots)] {
+    try {
+      for (const auto& r : slots) vm_->set_user_memory_region(r.slot, r.guest_phys, r.size, r.host, r.flags);
+    } catch (...) {
+      slot_error_ = std::current_exception();
+    }
+  });
+}
+
+void Machine::wait_for_memory_slots() {
+  if (slot_thread_.joinable()) slot_thread_.join();
+  if (slot_error_) std::rethrow_exception(std::exchange(slot_error_, nullptr));
 }
 
 Machine::~Machine() {
@@ -70,17 +94,20 @@ void Machine::setup_memory() {
   // power-fail flush covers only what the guest wrote since the last background pass.
   const bool track_dirty = image_ && backing_->granularity() != persistence::Granularity::byte;
   std::vector<DirtyWriteback::Slot> slots;
+  std::vector<SlotRegistration> registrations;
   uint32_t slot = 0;
   for (const auto& r : memory_->regions()) {
-    vm_->set_user_memory_region(slot, r.guest_phys, r.size, r.host, track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    registrations.push_back({slot, r.guest_phys, r.size, r.host, static_cast<uint32_t>(track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0)});
     if (track_dirty) slots.push_back({slot, r.host, r.size, &*backing_, r.guest_phys});
     ++slot;
   }
-  setup_pmem_regions(slot, slots);
+  setup_pmem_regions(slot, slots, registrations);
   if (!slots.empty()) writeback_ = std::make_unique<DirtyWriteback>(*vm_, std::move(slots), options_.writeback_interval);
+  register_memory_slots(std::move(registrations));
 }
 
-void Machine::setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked) {
+void Machine::setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked,
+                                 std::vector<SlotRegistration>& registrations) {
   // Above RAM and the PCI hole, 1 GiB aligned so each region can become its own
   // memory section in the guest.
   uint64_t gpa = layout::kFourGiB;
@@ -91,7 +118,7 @@ void Machine::setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback
     const uint64_t size = region.size_mib << 20;
     auto& b = pmem_backings_.emplace_back(persistence::Backing::open(region.path.string(), size, persistence::Backing::Options{true, false}));
     const bool track = b.granularity() != persistence::Granularity::byte;
-    vm_->set_user_memory_region(slot, gpa, size, b.data(), track ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    registrations.push_back({slot, gpa, size, b.data(), static_cast<uint32_t>(track ? KVM_MEM_LOG_DIRTY_PAGES : 0)});
     if (track) tracked.push_back({slot, b.data(), size, &b, gpa});
     pmem_e820_.push_back({gpa, size, 12});
     log::info("pmem: {} MiB of {} at guest-physical {:#x} (E820 type 12)", region.size_mib, region.path.string(), gpa);

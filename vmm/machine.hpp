@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <deque>
+#include <exception>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -95,7 +96,16 @@ class Machine {
 
  private:
   void setup_memory();
-  void setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked);
+  struct SlotRegistration {
+    uint32_t slot;
+    uint64_t guest_phys;
+    uint64_t size;
+    uint8_t* host;
+    uint32_t flags;
+  };
+  void setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked, std::vector<SlotRegistration>& registrations);
+  void register_memory_slots(std::vector<SlotRegistration> slots);
+  void wait_for_memory_slots();
   void setup_devices();
   void setup_virtio();
   std::vector<x86::MpPciInterrupt> pci_interrupts() const;
@@ -123,6 +133,8 @@ class Machine {
   std::deque<persistence::Backing> pmem_backings_;  // deque: slots keep pointers to them
   std::vector<E820Entry> pmem_e820_;
   uint64_t resumed_generation_ = 0;
+  std::thread slot_thread_;
+  std::exception_ptr slot_error_;
   std::vector<uint32_t> checkpoint_msrs_;
   size_t xsave_size_ = 0;
   persistence::MachineState save_buffer_;  // sized once so the power-fail path does not allocate
