@@ -32,6 +32,23 @@ bool all_zero(const uint8_t* p, size_t n) {
 
 char slot_name(int i) { return i == 0 ? 'A' : 'B'; }
 
+SwapRecord read_swap_record(const uint8_t* d) {
+  SwapRecord r;
+  std::memcpy(&r, d + kSwapRecordOffset, sizeof r);
+  return r;
+}
+
+// Blank apart from swap record fields that an interrupted mark_incoming() may have stored
+// before its state: such a backing still holds nothing.
+bool blank_header_area(const uint8_t* d, const SwapRecord& r) {
+  constexpr uint64_t end = kSwapRecordOffset + sizeof(SwapRecord);
+  return r.state != kSwapIncoming && all_zero(d, kSwapRecordOffset) && all_zero(d + end, kHeaderRegion - end);
+}
+
+bool header_sizes_sane(const ImageHeader& h) {
+  return h.header_size == sizeof h && h.header_region == kHeaderRegion && h.identity_length <= kMaxIdentity;
+}
+
 uint64_t now_realtime_ns() {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -55,17 +72,20 @@ struct Verdict {
 };
 
 Verdict inspect(const Backing& backing, const std::string& canonical, const nlohmann::json& identity,
-                const ImageGeometry& want) {
+                const ImageGeometry& want, bool ignore_swap_state) {
   const uint8_t* d = backing.data();
   if (backing.size() < kHeaderRegion)
     return {Verdict::invalid, fmt::format("too small for an image header: {} bytes", backing.size()), {}};
   ImageHeader h;
   std::memcpy(&h, d, sizeof h);
   const uint8_t* ident = d + kIdentityOffset;
-  const bool sane_sizes = h.header_size == sizeof h && h.header_region == kHeaderRegion && h.identity_length <= kMaxIdentity;
+  const bool sane_sizes = header_sizes_sane(h);
+  const SwapRecord swap = read_swap_record(d);
 
   if (all_zero(reinterpret_cast<const uint8_t*>(h.magic), sizeof h.magic)) {
-    if (all_zero(d, kHeaderRegion)) return {Verdict::blank, "the header area is blank", {}};
+    // A swap-in marks its target before formatting it: until published it is not a VM to boot.
+    if (swap.state == kSwapIncoming) return {Verdict::invalid, describe_swap_record(swap), {}};
+    if (blank_header_area(d, swap)) return {Verdict::blank, "the header area is blank", {}};
     // Formatting writes the magic last; a complete header without it is our own interrupted format.
     if (h.format_version == kFormatVersion && sane_sizes && header_checksum(h, ident) == h.checksum)
       return {Verdict::blank, "an earlier format was interrupted", {}};
@@ -88,6 +108,7 @@ Verdict inspect(const Backing& backing, const std::string& canonical, const nloh
             {}};
   if (header_checksum(h, ident) != h.checksum)
     return {Verdict::invalid, "the image header is corrupt (checksum mismatch)", {}};
+  if (swap.state != kSwapInUse && !ignore_swap_state) return {Verdict::invalid, describe_swap_record(swap), {}};
 
   ImageGeometry g;
   g.ram_size = h.ram_size;
@@ -186,7 +207,7 @@ Image Image::open(Backing& backing, const nlohmann::json& identity, uint64_t ram
                                   kMaxIdentity));
   Image img;
   img.backing_ = &backing;
-  const Verdict v = inspect(backing, canonical, identity, want);
+  const Verdict v = inspect(backing, canonical, identity, want, options.ignore_swap_state);
   if (v.kind == Verdict::valid) {
     img.geo_ = v.geometry;
     img.evaluate_slots();
@@ -198,11 +219,13 @@ Image Image::open(Backing& backing, const nlohmann::json& identity, uint64_t ram
   if (backing.size() < want.total_size())
     throw ImageError(fmt::format("cannot format {}: it has {} bytes but this VM needs {}", backing.path(),
                                  backing.size(), want.total_size()));
-  if (v.kind == Verdict::invalid)
+  // A swap-in marks its target incoming before formatting it: that is no loss worth a warning.
+  const bool for_swap_in = read_swap_record(backing.data()).state == kSwapIncoming;
+  if (v.kind == Verdict::invalid && !for_swap_in)
     log::warn("formatting {} as asked, discarding its contents: {}", backing.path(), v.message);
   img.format(want, canonical);
-  log::info("image {}: formatted ({}; {} vCPUs, {} bytes of RAM at offset {})", backing.path(), v.message, vcpus,
-            ram_size, want.ram_offset);
+  log::info("image {}: formatted ({}; {} vCPUs, {} bytes of RAM at offset {})", backing.path(),
+            for_swap_in ? "for a swap-in" : v.message, vcpus, ram_size, want.ram_offset);
   return img;
 }
 
@@ -222,7 +245,11 @@ void Image::format(const ImageGeometry& geo, const std::string& canonical) {
   h.identity_length = static_cast<uint32_t>(canonical.size());
   h.identity_hash = identity_hash(canonical);
   h.created_realtime_ns = now_realtime_ns();
+  // A swap-in formats the target it marked incoming: the mark must survive, so that the image
+  // stays refused by a plain open until the swap-in publishes it. Anything else is cleared.
+  const SwapRecord swap = read_swap_record(d);
   std::memset(d, 0, kHeaderRegion);
+  if (swap.state == kSwapIncoming) std::memcpy(d + kSwapRecordOffset, &swap, sizeof swap);
   std::memcpy(d + kIdentityOffset, canonical.data(), canonical.size());
   h.checksum = header_checksum(h, d + kIdentityOffset);
   std::memcpy(d, &h, sizeof h);
@@ -437,6 +464,131 @@ void Image::mark_consumed() {
   reason_ = fmt::format("the last checkpoint (generation {} in slot {}, saved at {}) was consumed by a resume at {}; "
                         "the VM stopped without a new checkpoint",
                         generation_, slot_name(active_), format_time(h.saved_realtime_ns), format_time(now));
+}
+
+std::span<const uint8_t> Image::checkpoint_payload() const {
+  if (status_ != ImageStatus::resumable)
+    throw ImageError(fmt::format("{}: no checkpoint to read: {}", backing_->path(), reason()));
+  const SlotHeader& h = slot_header(active_);
+  if (h.payload_length > geo_.slot_capacity() || XXH3_64bits(payload(active_), h.payload_length) != h.payload_checksum)
+    throw ImageError(fmt::format("{}: checkpoint in slot {} changed since the image was opened", backing_->path(),
+                                 slot_name(active_)));
+  return {payload(active_), h.payload_length};
+}
+
+SwapRecord& Image::swap_fields() const { return *reinterpret_cast<SwapRecord*>(backing_->data() + kSwapRecordOffset); }
+
+SwapRecord Image::swap_record() const { return read_swap_record(backing_->data()); }
+
+namespace {
+
+// The record's other fields first (ignored while `state` says otherwise), then `state`, the one
+// store that changes what the image is; each step durable before the next.
+void store_swap_state(Backing& b, SwapRecord& r, const SwapRecord& next) {
+  auto store = [](uint64_t& field, uint64_t v) { std::atomic_ref<uint64_t>(field).store(v, std::memory_order_release); };
+  store(r.peer_id, next.peer_id);
+  store(r.peer_path_hash, next.peer_path_hash);
+  store(r.origin_id, next.origin_id);
+  store(r.changed_at_ns, next.changed_at_ns);
+  b.persist(&r, sizeof r);
+  store(r.state, next.state);
+  b.persist(&r.state, sizeof r.state);
+}
+
+}  // namespace
+
+void Image::begin_swap_out(uint64_t swap_id, uint64_t swap_path_hash) {
+  SwapRecord& r = swap_fields();
+  if (r.state == kSwapOutgoing && r.peer_id == swap_id) return;  // a rerun
+  if (r.state != kSwapInUse) throw std::logic_error("Image::begin_swap_out() on an image that is not in use");
+  SwapRecord next = r;
+  next.state = kSwapOutgoing;
+  next.peer_id = swap_id;
+  next.peer_path_hash = swap_path_hash;
+  next.changed_at_ns = now_realtime_ns();
+  store_swap_state(*backing_, r, next);
+}
+
+void Image::finish_swap_out() {
+  SwapRecord& r = swap_fields();
+  if (r.state != kSwapOutgoing) throw std::logic_error("Image::finish_swap_out() without begin_swap_out()");
+  SwapRecord next = r;
+  next.state = kSwapReleased;
+  next.changed_at_ns = now_realtime_ns();
+  store_swap_state(*backing_, r, next);
+}
+
+void Image::publish_swap_in() {
+  SwapRecord& r = swap_fields();
+  if (r.state != kSwapIncoming) throw std::logic_error("Image::publish_swap_in() on an image that is not incoming");
+  SwapRecord next = r;
+  next.state = kSwapInUse;
+  next.origin_id = r.peer_id;
+  next.changed_at_ns = now_realtime_ns();
+  store_swap_state(*backing_, r, next);
+}
+
+void Image::mark_incoming(Backing& backing, uint64_t swap_id, uint64_t swap_path_hash) {
+  if (backing.size() < kHeaderRegion) throw std::logic_error("Image::mark_incoming() on a backing without a header area");
+  SwapRecord& r = *reinterpret_cast<SwapRecord*>(backing.data() + kSwapRecordOffset);
+  if (r.state == kSwapIncoming && r.peer_id == swap_id) return;
+  SwapRecord next{};
+  next.state = kSwapIncoming;
+  next.peer_id = swap_id;
+  next.peer_path_hash = swap_path_hash;
+  next.changed_at_ns = now_realtime_ns();
+  store_swap_state(backing, r, next);
+}
+
+ImageProbe probe_image(const uint8_t* d, size_t size) {
+  ImageProbe p;
+  if (size < kHeaderRegion) return p;
+  ImageHeader h;
+  std::memcpy(&h, d, sizeof h);
+  const SwapRecord swap = read_swap_record(d);
+  const uint8_t* ident = d + kIdentityOffset;
+  const bool checksum_ok = header_sizes_sane(h) && header_checksum(h, ident) == h.checksum;
+  if (all_zero(reinterpret_cast<const uint8_t*>(h.magic), sizeof h.magic)) {
+    // Only mark_incoming() stores an incoming state: a swap-in's target before its format completed.
+    if (swap.state == kSwapIncoming)
+      p.kind = ImageProbe::unfinished_format;
+    else if (blank_header_area(d, swap))
+      p.kind = ImageProbe::blank;
+    else if (h.format_version == kFormatVersion && checksum_ok)
+      p.kind = ImageProbe::unfinished_format;
+    else
+      return p;
+    p.swap = swap;
+    return p;
+  }
+  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.format_version != kFormatVersion || !checksum_ok) return p;
+  p.kind = ImageProbe::image;
+  p.swap = swap;
+  p.identity.assign(reinterpret_cast<const char*>(ident), h.identity_length);
+  p.ram_size = h.ram_size;
+  p.ram_offset = h.ram_offset;
+  return p;
+}
+
+std::string describe_swap_record(const SwapRecord& r) {
+  switch (r.state) {
+    case kSwapInUse: return "the image is in use";
+    case kSwapOutgoing:
+      return fmt::format("a swap-out of this VM to swap file {:016x} was interrupted ({}); the image is intact but "
+                         "is not resumed while a swap file may hold the VM: run the same `nvhv swap-out` again to "
+                         "finish it",
+                         r.peer_id, format_time(r.changed_at_ns));
+    case kSwapReleased:
+      return fmt::format("the VM was swapped out to swap file {:016x} at {} and this image no longer holds it: "
+                         "bring it back with `nvhv run <guest.json> --swap-in <swap file>`",
+                         r.peer_id, format_time(r.changed_at_ns));
+    case kSwapIncoming:
+      return fmt::format("a swap-in from swap file {:016x} into this image was interrupted ({}): run the same "
+                         "`nvhv run --swap-in` again to finish it",
+                         r.peer_id, format_time(r.changed_at_ns));
+    default:
+      return fmt::format("its swap record holds an unknown state {} (corrupt, or written by a newer nvhv)", r.state);
+  }
 }
 
 }  // namespace nvhv::persistence

@@ -10,6 +10,7 @@
 //   fresh / no_checkpoint: boot the guest; run vCPUs
 //   on power fail: stop vCPUs; img.prepare(state); img.persist_ram(); img.commit(); exit
 #include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 
@@ -45,12 +46,33 @@ class ImageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What the header area of a backing holds, read without opening or changing anything; the swap
+// engine uses it to decide whether a swap-in may write over a backing.
+struct ImageProbe {
+  enum Kind {
+    blank,              // all zero
+    unfinished_format,  // a format stopped before its magic: holds nothing
+    image,              // a valid image header (any identity)
+    foreign,            // anything else: not ours to overwrite
+  } kind = foreign;
+  layout::SwapRecord swap{};  // as stored (zero for blank)
+  std::string identity;       // canonical identity text of an image
+  uint64_t ram_size = 0;      // geometry of an image
+  uint64_t ram_offset = 0;
+};
+ImageProbe probe_image(const uint8_t* header_area, size_t size);
+// Operator-facing sentence on a swap record whose state is not "in use" (how to go on).
+std::string describe_swap_record(const layout::SwapRecord& r);
+
 class Image {
  public:
   struct Options {
     // Format a backing that holds anything but a valid image of this VM (otherwise only an
     // all-zero header area is formatted). Never discards a valid image of this VM.
     bool allow_format = false;
+    // Open an image whose swap record is not "in use" (refused otherwise): for the swap engine,
+    // which finishes or redoes the swap it describes.
+    bool ignore_swap_state = false;
   };
 
   static uint64_t required_size(const ImageGeometry& g) { return g.total_size(); }
@@ -97,9 +119,27 @@ class Image {
   // vCPU runs: from then on RAM no longer matches it.
   void mark_consumed();
 
+  // The committed checkpoint's encoded payload, checksum verified (a swap-out copies it as it is).
+  std::span<const uint8_t> checkpoint_payload() const;
+
+  // Swap transitions (docs/swap-format.md, "The image's swap record"); each durably stores the
+  // record's fields and then its state.
+  layout::SwapRecord swap_record() const;
+  // in use -> outgoing: from here a plain open refuses the image, a swap file may hold the VM.
+  void begin_swap_out(uint64_t swap_id, uint64_t swap_path_hash);
+  // outgoing -> released: the swap file holds the VM, this image nothing.
+  void finish_swap_out();
+  // incoming -> in use, remembering the swap file as the origin (base of an incremental swap-out).
+  void publish_swap_in();
+  // Any state a swap-in may write over -> incoming, before the image is formatted; format()
+  // keeps an incoming record so the image stays refused until publish_swap_in().
+  static void mark_incoming(Backing& backing, uint64_t swap_id, uint64_t swap_path_hash);
+
  private:
   Image() = default;
   void format(const ImageGeometry& geo, const std::string& canonical);
+  layout::SwapRecord& swap_fields() const;
+  void store_swap_field(uint64_t& field, uint64_t value) const;
   void evaluate_slots();
   layout::SlotHeader& slot_header(int i) const;
   uint8_t* payload(int i) const;

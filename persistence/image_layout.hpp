@@ -57,6 +57,25 @@ struct SlotHeader {
 };
 static_assert(sizeof(SlotHeader) == 64);
 
+// Bytes 160..199 of the header area, between the checksummed header and the identity text: where
+// the VM of this image is in a swap to or from a swap file (docs/swap-format.md). It is outside
+// the header checksum so that every change is one aligned 8-byte store, with `state` stored last;
+// images that were never swapped hold zeros here, which reads as "in use, no origin".
+inline constexpr uint64_t kSwapRecordOffset = 160;
+inline constexpr uint64_t kSwapInUse = 0;     // the image holds the VM
+inline constexpr uint64_t kSwapOutgoing = 1;  // a swap-out to peer_id is under way: not resumable
+inline constexpr uint64_t kSwapReleased = 2;  // the VM lives in swap file peer_id: the image holds nothing
+inline constexpr uint64_t kSwapIncoming = 3;  // a swap-in from peer_id is under way: not resumable
+
+struct SwapRecord {
+  uint64_t state;                // one of kSwap*, stored last
+  uint64_t peer_id;              // outgoing/released: the swap file written; incoming: the one restored
+  uint64_t peer_path_hash;       // XXH3-64 of that swap file's absolute path, to recognise a rerun
+  uint64_t origin_id;            // in use: the swap file this image was last swapped in from (0: none)
+  uint64_t changed_at_ns;        // CLOCK_REALTIME of the last change, for messages
+};
+static_assert(sizeof(ImageHeader) <= kSwapRecordOffset && kSwapRecordOffset + sizeof(SwapRecord) <= kIdentityOffset);
+
 uint64_t header_checksum(const ImageHeader& h, const uint8_t* identity_text);
 uint64_t slot_checksum(const SlotHeader& s);
 

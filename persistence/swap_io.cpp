@@ -1,0 +1,161 @@
+#include "persistence/swap_io.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <ctime>
+
+#include <fmt/core.h>
+
+#include "vmm/base/error.hpp"
+
+namespace nvhv::persistence::swapio {
+namespace {
+
+constexpr size_t kBufferSize = 8u << 20;
+constexpr size_t kDirectAlign = 4096;
+
+}  // namespace
+
+bool pread_full(int fd, void* buf, size_t n, uint64_t offset) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError(errno, fmt::format("read {} bytes at offset {}", n, offset));
+    }
+    if (r == 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return true;
+}
+
+void pwrite_full(int fd, const void* buf, size_t n, uint64_t offset, const std::string& what) {
+  const auto* p = static_cast<const uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t r = ::pwrite(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError(errno, fmt::format("write {} at offset {}", what, offset));
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+void fsync_or_throw(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) throw SystemError(errno, fmt::format("fsync {}", what));
+}
+
+void fsync_directory(const std::filesystem::path& dir) {
+  const std::string d = dir.empty() ? "." : dir.string();
+  UniqueFd fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw SystemError(errno, fmt::format("open directory {}", d));
+  fsync_or_throw(fd.get(), fmt::format("directory {}", d));
+}
+
+uint64_t file_size(int fd, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw SystemError(errno, fmt::format("fstat {}", what));
+  return static_cast<uint64_t>(st.st_size);
+}
+
+bool try_lock(int fd, bool exclusive) {
+  if (::flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return true;
+  if (errno == EWOULDBLOCK) return false;
+  throw SystemError(errno, "flock");
+}
+
+std::string absolute_path(const std::filesystem::path& p) {
+  std::error_code ec;
+  auto canonical = std::filesystem::weakly_canonical(std::filesystem::absolute(p), ec);
+  return (ec ? std::filesystem::absolute(p).lexically_normal() : canonical).string();
+}
+
+uint64_t path_hash(const std::string& absolute) { return XXH3_64bits(absolute.data(), absolute.size()); }
+
+uint64_t random_id() {
+  uint64_t v = 0;
+  while (v == 0) {
+    if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) v = realtime_ns() ^ (uint64_t(::getpid()) << 32);
+  }
+  return v;
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+SequentialWriter::SequentialWriter(int fd, const std::string& path, std::string what)
+    : fd_(fd), what_(std::move(what)) {
+  buffer_ = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kBufferSize));
+  if (!buffer_) throw std::bad_alloc();
+  direct_fd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // -1: not supported here
+}
+
+SequentialWriter::~SequentialWriter() {
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  std::free(buffer_);
+}
+
+void SequentialWriter::append(const void* p, size_t n) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  while (n > 0) {
+    const size_t take = std::min(n, kBufferSize - used_);
+    std::memcpy(buffer_ + used_, b, take);
+    used_ += take;
+    b += take;
+    n -= take;
+    if (used_ == kBufferSize) write_block(used_);
+  }
+}
+
+void SequentialWriter::pad_to(uint64_t target) {
+  static const uint8_t zeros[4096] = {};
+  while (offset() < target) append(zeros, std::min<uint64_t>(sizeof zeros, target - offset()));
+}
+
+void SequentialWriter::finish() {
+  const uint64_t end = offset();
+  if (used_ > 0) {
+    // O_DIRECT writes whole blocks: pad with zeros, then cut the file back to its length.
+    const size_t padded = direct() ? (used_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign : used_;
+    std::memset(buffer_ + used_, 0, padded - used_);
+    write_block(padded);
+  }
+  if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) throw SystemError(errno, fmt::format("truncate {}", what_));
+  written_ -= offset_ - end;
+  offset_ = end;
+}
+
+void SequentialWriter::write_block(size_t n) {
+  size_t done = 0;
+  if (direct()) {
+    const ssize_t r = ::pwrite(direct_fd_, buffer_, n, static_cast<off_t>(offset_));
+    if (r > 0) done = static_cast<size_t>(r);
+    // A short or refused direct write: the rest goes through the page cache, which takes any size.
+    if (r < 0 && errno != EINVAL && errno != EINTR && errno != EAGAIN)
+      throw SystemError(errno, fmt::format("write {} at offset {}", what_, offset_));
+  }
+  if (done < n) pwrite_full(fd_, buffer_ + done, n - done, offset_ + done, what_);
+  offset_ += n;
+  written_ += n;
+  used_ = 0;
+}
+
+}  // namespace nvhv::persistence::swapio

@@ -1,0 +1,354 @@
+// Writing a swap file: chunks are zero-checked, hashed and compressed on the pool's threads while
+// the calling thread writes them in RAM order with large sequential writes; table and trailer
+// last, then fsync. Nothing has the final name until PendingSwapFile::publish().
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstring>
+
+#include <fmt/core.h>
+
+#include "persistence/identity.hpp"
+#include "persistence/swap.hpp"
+#include "persistence/swap_internal.hpp"
+#include "persistence/swap_io.hpp"
+#include "persistence/swap_pool.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/fault_injection.hpp"
+#include "vmm/base/log.hpp"
+
+namespace nvhv::persistence {
+namespace {
+
+using namespace swapfmt;
+using swapimpl::Clock;
+using swapimpl::is_zero;
+
+// Compression has to save at least this share of a chunk to be worth a decompression on swap-in.
+constexpr uint64_t kMinSavingDivisor = 32;
+// Pieces of a chunk compressed first to tell whether the whole chunk is worth compressing.
+constexpr size_t kProbePieces = 4;
+constexpr size_t kProbePiece = 16 * 1024;
+
+struct Compressor {
+  swapimpl::CCtxPtr cctx;
+  std::vector<uint8_t> probe_in, probe_out;
+};
+
+// Random data does not compress, and zstd spends most of a chunk's time finding that out: a
+// sample of pieces spread over the chunk decides first, so incompressible RAM costs a small
+// share of the CPU (and a chunk that only looks incompressible is merely stored raw).
+bool worth_compressing(Compressor& c, const uint8_t* raw, size_t n, int level) {
+  if (n < 4 * kProbePieces * kProbePiece) return true;
+  c.probe_in.resize(kProbePieces * kProbePiece);
+  for (size_t i = 0; i < kProbePieces; ++i)
+    std::memcpy(c.probe_in.data() + i * kProbePiece, raw + i * (n / kProbePieces), kProbePiece);
+  c.probe_out.resize(ZSTD_compressBound(c.probe_in.size()));
+  const size_t r = ZSTD_compressCCtx(c.cctx.get(), c.probe_out.data(), c.probe_out.size(), c.probe_in.data(),
+                                     c.probe_in.size(), level);
+  return !ZSTD_isError(r) && r <= c.probe_in.size() - c.probe_in.size() / kMinSavingDivisor;
+}
+
+struct OutSlot {
+  uint32_t kind = kZero;
+  const uint8_t* data = nullptr;
+  uint32_t length = 0;
+  uint64_t stored_checksum = 0;
+  uint64_t raw_checksum = 0;
+  bool reused = false;
+  bool miss = false;
+  bool compressed_now = false;
+  std::vector<uint8_t> buf;
+};
+
+// Maps a chunk of guest RAM in one call instead of a page fault per page (costly under nested
+// virtualisation); purely an optimisation, so failure (an older kernel) is ignored.
+void populate(const uint8_t* p, size_t n) {
+#ifdef MADV_POPULATE_READ
+  const auto page = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kPage - 1};
+  ::madvise(reinterpret_cast<void*>(page), n + (reinterpret_cast<uintptr_t>(p) - page), MADV_POPULATE_READ);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+void check_inputs(const SwapSource& src, const SwapTuning& t, const std::string& canonical) {
+  if (t.chunk_size < kMinChunk || t.chunk_size > kMaxChunk || !std::has_single_bit(t.chunk_size))
+    throw std::invalid_argument(fmt::format("swap chunk size {} is not a power of two between {} and {}", t.chunk_size,
+                                            kMinChunk, kMaxChunk));
+  if (t.level < ZSTD_minCLevel() || t.level > ZSTD_maxCLevel())
+    throw std::invalid_argument(
+        fmt::format("compression level {} is outside {}..{}", t.level, ZSTD_minCLevel(), ZSTD_maxCLevel()));
+  if (src.ram.empty() || src.ram.size() % kPage != 0 || src.ram.size() > kMaxRam)
+    throw std::invalid_argument(fmt::format("guest RAM of {} bytes cannot be swapped", src.ram.size()));
+  if (src.state.size() > kMaxState)
+    throw std::invalid_argument(fmt::format("machine state of {} bytes exceeds {}", src.state.size(), kMaxState));
+  if (canonical.size() > kMaxIdentity)
+    throw std::invalid_argument(fmt::format("VM identity of {} bytes exceeds {}", canonical.size(), kMaxIdentity));
+}
+
+}  // namespace
+
+std::string SwapFigures::summary() const {
+  const double ratio = stored_bytes ? double(ram_bytes) / double(stored_bytes) : 0.0;
+  return fmt::format("{} MiB of RAM scanned in {} chunks: {} zero, {} compressed, {} raw, {} reused; {:.1f} MiB stored "
+                     "(ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s",
+                     bytes_scanned >> 20, chunks, zero_chunks, compressed_chunks, raw_chunks, reused_chunks,
+                     double(stored_bytes) / (1 << 20), ratio, double(written_bytes) / (1 << 20), mb_per_s(), seconds);
+}
+
+std::filesystem::path swap_temp_path(const std::filesystem::path& path) {
+  std::filesystem::path t = path;
+  t += ".partial";
+  return t;
+}
+
+PendingSwapFile::PendingSwapFile(PendingSwapFile&& o) noexcept
+    : temp_(std::move(o.temp_)),
+      final_(std::move(o.final_)),
+      fd_(std::move(o.fd_)),
+      swap_id_(o.swap_id_),
+      figures_(o.figures_),
+      published_(std::exchange(o.published_, true)) {}
+
+PendingSwapFile::~PendingSwapFile() {
+  if (!published_ && !temp_.empty()) ::unlink(temp_.c_str());
+}
+
+void PendingSwapFile::publish() {
+  if (published_) return;
+  if (::rename(temp_.c_str(), final_.c_str()) != 0)
+    throw SystemError(errno, fmt::format("rename {} to {}", temp_.string(), final_.string()));
+  published_ = true;
+  fault_point("swap-out:after-rename");
+  swapio::fsync_directory(final_.parent_path());
+  fault_point("swap-out:after-dir-fsync");
+  fd_.reset();
+}
+
+PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSource& src, uint64_t swap_id,
+                                const SwapTuning& tuning, const SwapBase* base) {
+  const auto t0 = Clock::now();
+  const std::string canonical = canonical_identity(src.identity);
+  check_inputs(src, tuning, canonical);
+  const uint64_t cs = tuning.chunk_size;
+  const uint64_t ram_size = src.ram.size();
+  const uint64_t count = (ram_size + cs - 1) / cs;
+  if (base && base->file) {
+    const Header& bh = base->file->header();
+    if (bh.ram_size != ram_size || bh.chunk_size != cs || base->file->identity() != canonical)
+      throw SwapError(fmt::format("swap file {} cannot be the base of this swap-out: its RAM size, chunk size or VM "
+                                  "identity differ",
+                                  base->file->path()));
+    if (base->dirty_chunks && base->dirty_chunks->size() != count)
+      throw std::invalid_argument(
+          fmt::format("dirty chunk map has {} entries, the VM has {} chunks", base->dirty_chunks->size(), count));
+  }
+  const SwapFile* base_file = base ? base->file : nullptr;
+
+  PendingSwapFile out;
+  out.final_ = path;
+  out.temp_ = swap_temp_path(path);
+  out.swap_id_ = swap_id;
+  const std::string temp_name = out.temp_.string();
+  out.fd_.reset(::open(temp_name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!out.fd_) {
+    out.published_ = true;  // nothing of ours to remove
+    throw SystemError(errno, fmt::format("create {}", temp_name));
+  }
+  if (!swapio::try_lock(out.fd_.get(), true)) {
+    out.published_ = true;  // another swap-out's file: not ours to remove
+    throw SwapError(fmt::format("another swap-out is writing {} (it holds the lock on {})", path.string(), temp_name));
+  }
+  // A temp file left by an interrupted swap-out never had the final name: it is garbage.
+  if (::ftruncate(out.fd_.get(), 0) != 0) throw SystemError(errno, fmt::format("truncate {}", temp_name));
+  fault_point("swap-out:after-temp-create");
+
+  Header h{};
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.format_version = kFormatVersion;
+  h.header_size = sizeof h;
+  h.swap_id = swap_id;
+  h.created_realtime_ns = swapio::realtime_ns();
+  h.ram_size = ram_size;
+  h.vcpus = src.vcpus;
+  h.chunk_size = tuning.chunk_size;
+  h.chunk_count = count;
+  h.identity_length = static_cast<uint32_t>(canonical.size());
+  h.compression_level = tuning.level;
+  h.identity_hash = identity_hash(canonical);
+  h.identity_offset = kIdentityOffset;
+  h.state_offset = round_up(kIdentityOffset + canonical.size(), kPage);
+  h.state_length = src.state.size();
+  h.state_checksum = XXH3_64bits(src.state.data(), src.state.size());
+  h.saved_realtime_ns = src.saved_realtime_ns;
+  h.generation = src.generation;
+  h.base_swap_id = base_file ? base_file->swap_id() : 0;
+  h.data_offset = round_up(h.state_offset + h.state_length, kPage);
+  h.checksum = header_checksum(h);
+
+  swapio::SequentialWriter w(out.fd_.get(), temp_name, temp_name);
+  w.append(&h, sizeof h);
+  w.pad_to(kIdentityOffset);
+  w.append(canonical.data(), canonical.size());
+  w.pad_to(h.state_offset);
+  w.append(src.state.data(), src.state.size());
+  w.pad_to(h.data_offset);
+
+  SwapFigures& f = out.figures_;
+  f.ram_bytes = ram_size;
+  f.chunks = count;
+  const unsigned threads = swappool::thread_count(tuning.threads);
+  std::vector<Compressor> compressors(threads);
+  const size_t window = 2 * threads + 2;
+  std::vector<OutSlot> slots(window);
+  std::vector<ChunkEntry> table(count);
+  const size_t bound = ZSTD_compressBound(cs);
+
+  auto produce = [&](size_t i, unsigned worker, size_t s) {
+    OutSlot& o = slots[s];
+    o.reused = o.miss = o.compressed_now = false;
+    const uint8_t* raw = src.ram.data() + i * cs;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(cs, ram_size - i * cs));
+    populate(raw, n);
+    uint64_t hash = 0;
+    bool hashed = false;
+    if (base_file) {
+      const bool marked_dirty = base->dirty_chunks && (*base->dirty_chunks)[i];
+      const ChunkEntry& e = base_file->chunks()[i];
+      if (!marked_dirty) {
+        bool same = true;
+        if (base->verify_clean) {
+          if (e.kind == kZero) {
+            same = is_zero(raw, n);
+          } else {
+            hash = XXH3_64bits(raw, n);
+            hashed = true;
+            same = hash == e.raw_checksum;
+          }
+        }
+        if (same && e.kind == kZero) {
+          o.kind = kZero;
+          o.length = 0;
+          o.stored_checksum = o.raw_checksum = 0;
+          o.reused = true;
+          return;
+        }
+        if (same) {
+          o.buf.resize(e.stored_length);
+          try {
+            base_file->read_stored(i, o.buf.data());
+            o.kind = e.kind;
+            o.data = o.buf.data();
+            o.length = e.stored_length;
+            o.stored_checksum = e.stored_checksum;
+            o.raw_checksum = e.raw_checksum;
+            o.reused = true;
+            return;
+          } catch (const SwapError& err) {
+            // RAM still holds the chunk: write it anew rather than carry a damaged copy along.
+            log::warn("{}; compressing chunk {} from RAM instead", err.what(), i);
+          }
+        } else if (base->dirty_chunks) {
+          o.miss = true;
+        }
+      }
+    }
+    if (is_zero(raw, n)) {
+      o.kind = kZero;
+      o.length = 0;
+      o.stored_checksum = o.raw_checksum = 0;
+      return;
+    }
+    o.raw_checksum = hashed ? hash : XXH3_64bits(raw, n);
+    o.compressed_now = true;
+    Compressor& comp = compressors[worker];
+    if (!comp.cctx) {
+      comp.cctx.reset(ZSTD_createCCtx());
+      if (!comp.cctx) throw std::bad_alloc();
+    }
+    size_t c = 0;
+    const bool tried = worth_compressing(comp, raw, n, tuning.level);
+    if (tried) {
+      o.buf.resize(bound);
+      c = ZSTD_compressCCtx(comp.cctx.get(), o.buf.data(), bound, raw, n, tuning.level);
+    }
+    if (tried && !ZSTD_isError(c) && c <= n - n / kMinSavingDivisor) {
+      o.kind = kZstd;
+      o.data = o.buf.data();
+      o.length = static_cast<uint32_t>(c);
+      o.stored_checksum = XXH3_64bits(o.data, c);
+    } else {
+      o.kind = kRaw;
+      o.data = raw;  // straight from guest RAM: no copy
+      o.length = static_cast<uint32_t>(n);
+      o.stored_checksum = o.raw_checksum;
+    }
+  };
+
+  auto last_report = Clock::now();
+  auto report = [&](uint64_t done) {
+    if (tuning.progress) tuning.progress({"swap-out", done, ram_size, swapimpl::seconds_since(t0)});
+  };
+  auto consume = [&](size_t i, size_t s) {
+    const OutSlot& o = slots[s];
+    const uint64_t n = std::min<uint64_t>(cs, ram_size - i * cs);
+    ChunkEntry& e = table[i];
+    e.kind = o.kind;
+    e.stored_length = o.length;
+    e.offset = w.offset();
+    e.stored_checksum = o.stored_checksum;
+    e.raw_checksum = o.raw_checksum;
+    if (o.length) w.append(o.data, o.length);
+    f.bytes_scanned += n;
+    f.stored_bytes += o.length;
+    if (o.kind == kZero) ++f.zero_chunks;
+    if (o.reused) {
+      ++f.reused_chunks;
+    } else if (o.kind == kZstd) {
+      ++f.compressed_chunks;
+    } else if (o.kind == kRaw) {
+      ++f.raw_chunks;
+    }
+    if (o.compressed_now) f.compressed_input_bytes += n;
+    if (o.miss) ++f.dirty_map_misses;
+    if (i == count / 2) fault_point("swap-out:mid-data");
+    if (tuning.progress && Clock::now() - last_report >= tuning.progress_interval) {
+      last_report = Clock::now();
+      report(f.bytes_scanned);
+    }
+  };
+  swappool::ordered_pipeline(count, threads, window, produce, consume);
+
+  const uint64_t table_offset = w.offset();
+  w.append(table.data(), table.size() * sizeof(ChunkEntry));
+  Trailer t{};
+  std::memcpy(t.magic, kTrailerMagic, sizeof kTrailerMagic);
+  t.swap_id = swap_id;
+  t.table_offset = table_offset;
+  t.table_checksum = XXH3_64bits(table.data(), table.size() * sizeof(ChunkEntry));
+  t.file_length = table_offset + table.size() * sizeof(ChunkEntry) + sizeof t;
+  t.stored_bytes = f.stored_bytes;
+  t.header_checksum = h.checksum;
+  t.checksum = trailer_checksum(t);
+  w.append(&t, sizeof t);
+  w.finish();
+  fault_point("swap-out:after-trailer");
+  swapio::fsync_or_throw(out.fd_.get(), temp_name);
+  fault_point("swap-out:after-fsync");
+
+  f.file_bytes = t.file_length;
+  f.written_bytes = w.bytes_written();
+  f.seconds = swapimpl::seconds_since(t0);
+  report(f.bytes_scanned);
+  return out;
+}
+
+}  // namespace nvhv::persistence
