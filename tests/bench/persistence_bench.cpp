@@ -1,5 +1,4 @@
-// The power-fail path's budget: encoding must take microseconds and commit must not allocate.
-// Its own executable because it replaces the global operator new to count allocations.
+// Figures of the persistence layer alone: state encoding and commits on a plain file.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,25 +11,6 @@
 #include "persistence/image.hpp"
 #include "persistence/snapshottable.hpp"
 #include "tests/unit/persistence_test_util.hpp"
-
-namespace {
-std::atomic<size_t> g_allocations{0};
-}
-
-// GCC pairs the replaced new with free() and cries mismatch; the pair is malloc/free.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) { return ::operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace nvhv::persistence {
 namespace {
