@@ -43,8 +43,11 @@ Process::Process(std::vector<std::string> argv) : argv_(std::move(argv)) {
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  // setpriv --pdeathsig: a VMM under measurement dies with the benchmark, never outlives it.
+  std::vector<std::string> spawn_argv{"setpriv", "--pdeathsig", "KILL", "--"};
+  spawn_argv.insert(spawn_argv.end(), argv_.begin(), argv_.end());
   std::vector<char*> cargv;
-  for (auto& a : argv_) cargv.push_back(a.data());
+  for (auto& a : spawn_argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
   spawned_ = Clock::now();
   int rc = posix_spawnp(&pid_, cargv[0], &fa, &attr, cargv.data(), environ);

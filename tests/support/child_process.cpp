@@ -54,7 +54,12 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, Options options) : arg
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   for (auto& e : options.env) env.push_back(e);
-  auto cargv = c_strings(argv_);
+  // setpriv --pdeathsig: the child dies with the test process, so a test that crashes or times
+  // out never leaves a VMM spinning through the rest of the suite. It execs the command itself,
+  // so pid and exit status are the command's own.
+  std::vector<std::string> spawn_argv{"setpriv", "--pdeathsig", "KILL", "--"};
+  spawn_argv.insert(spawn_argv.end(), argv_.begin(), argv_.end());
+  auto cargv = c_strings(spawn_argv);
   auto cenv = c_strings(env);
   int rc = posix_spawnp(&pid_, cargv[0], &fa, &attr, cargv.data(), cenv.data());
   posix_spawn_file_actions_destroy(&fa);
