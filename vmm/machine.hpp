@@ -93,6 +93,18 @@ class Machine {
   void set_state_listener(std::function<void(const std::string&, const std::string&)> listener);
   void set_api(std::unique_ptr<class VmApi> api);
   std::optional<CheckpointFigures> last_checkpoint() const;
+  // vm.swap_out: takes the power-fail checkpoint, writes the VM to a swap file and releases the
+  // persistent image (docs/swap-format.md); the run then ends with status 0. `progress` sees
+  // the swap-out's progress. Throws if the checkpoint failed (the guest keeps running) or the
+  // swap-out failed (the VM stays in its image with the committed checkpoint).
+  struct SwapOutReport {
+    CheckpointFigures checkpoint;
+    uint64_t swap_id = 0;
+    bool incremental = false;
+    std::string released;
+    std::string figures;
+  };
+  SwapOutReport swap_out(const std::string& path, int level, std::function<void(uint64_t done, uint64_t total)> progress);
 
  private:
   void setup_memory();

@@ -1,6 +1,7 @@
 #include "vmm/vm_api.hpp"
 
 #include <boost/asio/post.hpp>
+#include <fmt/core.h>
 
 #include "vmm/api/rpc_error.hpp"
 #include "vmm/base/log.hpp"
@@ -108,6 +109,31 @@ void VmApi::add_methods() {
         r.error(api::code::invalid_state, e.what());
       } catch (const std::exception& e) {
         r.error(api::code::operation_failed, std::string("checkpoint failed: ") + e.what());
+      }
+    });
+  });
+  dispatcher_.add_method("vm.swap_out", [this](const api::Params& p, api::Reply r) {
+    p.allow_only({"path", "level"});
+    const auto path = p.get<std::string>("path");
+    if (path.empty()) throw api::invalid_params("path: must not be empty");
+    const int level = p.get_or<int>("level", 1);
+    if (level < -7 || level > 19) throw api::invalid_params("level: must be between -7 and 19");
+    if (!machine_.persistent()) throw api::RpcError(api::code::invalid_state, "guest RAM is not persistent (no memory.backing): nothing to swap out");
+    boost::asio::post(control_, [this, r, path, level] {
+      try {
+        auto report = machine_.swap_out(path, level, [this, path](uint64_t done, uint64_t total) {
+          if (server_) server_->notify("vm.swap_progress", json{{"path", path}, {"done_bytes", done}, {"total_bytes", total}});
+        });
+        r.result({{"checkpoint", figures_json(report.checkpoint)},
+                  {"swap_id", fmt::format("{:016x}", report.swap_id)},
+                  {"incremental", report.incremental},
+                  {"released", report.released},
+                  {"figures", report.figures}});
+        boost::asio::post(io_, [this] { machine_.request_exit(0, "vm.swap_out: the VM is in its swap file"); });
+      } catch (const std::logic_error& e) {
+        r.error(api::code::invalid_state, e.what());
+      } catch (const std::exception& e) {
+        r.error(api::code::operation_failed, std::string("swap-out failed: ") + e.what());
       }
     });
   });

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <thread>
 
@@ -149,6 +150,46 @@ TEST(VmApi, PowerFailWhilePausedStillSavesEveryVcpu) {
   t.add_run(*next, true);
   EXPECT_EQ(t.boots(), 1);
   EXPECT_EQ(t.check(), "");
+}
+
+// A running VM swapped out through the API comes back on another backing where it was.
+TEST(VmApi, SwapOutThenSwapInOntoAnotherBacking) {
+  skip_without_kvm();
+  ApiVm vm(true);
+  auto run = vm.start();
+  auto c = vm.client();
+  auto sub = vm.client();
+  call(sub, "vm.subscribe");
+  EXPECT_EQ(call(c, "vm.swap_out", json{{"path", ""}})["error"]["code"], api::code::invalid_params);
+  EXPECT_EQ(call(c, "vm.swap_out", json{{"path", "x"}, {"level", 99}})["error"]["code"], api::code::invalid_params);
+  const std::string swap = vm.dir.file("vm.swap");
+  json r = call(c, "vm.swap_out", json{{"path", swap}});
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  EXPECT_EQ(r["result"]["checkpoint"]["generation"], 1);
+  ASSERT_EQ(run->wait(20s).value_or(-1), 0) << run->describe();
+  ASSERT_TRUE(std::filesystem::exists(swap));
+  bool progress = false;
+  for (std::string line; sub.read_line(line, 2s) == api::LineClient::ReadStatus::line;)
+    progress |= json::parse(line)["method"] == "vm.swap_progress";
+  EXPECT_TRUE(progress);
+
+  // The same VM, its RAM now on another backing.
+  auto cfg = testos_config("api", 2, 64, "tick_ms=10 mem_mib=4");
+  cfg["memory"]["backing"] = vm.dir.file("other.img");
+  auto other = write_config(vm.dir, cfg, "other.json");
+  ChildProcess next({nvhv_bin(), "run", other, "--swap-in", swap});
+  ASSERT_TRUE(next.wait_stdout(std::regex("^testos: tick \\d+ ok$"), 30s)) << next.describe();
+  EXPECT_TRUE(any_line_matches(next.stderr_lines(), std::regex("resumed gen="))) << next.describe();
+  next.signal(SIGTERM);
+  ASSERT_EQ(next.wait(10s).value_or(-1), 0) << next.describe();
+  Transcript t;
+  t.add_run(*run, false);
+  t.add_run(next, true);
+  EXPECT_EQ(t.boots(), 1);
+  EXPECT_EQ(t.check(), "");
+  // The swapped-out backing is not a runnable VM any more.
+  auto stale = run_command({nvhv_bin(), "run", vm.config}, 20s);
+  EXPECT_EQ(stale.status, 1) << stale.err;
 }
 
 TEST(VmApi, PowerFailWithoutPersistentMemoryIsAnInvalidStateError) {
