@@ -15,12 +15,15 @@ class Transcript {
  public:
   void add_run(const ChildProcess& run, bool resumed) {
     auto lines = run.stdout_lines();
+    // A run that printed nothing (killed while resuming, say) decides nothing about an open
+    // line: the run that finally resumes, or cold-boots, does.
+    if (lines.empty()) return;
     size_t first = 0;
     if (open_tail_) {
-      if (resumed && !lines.empty()) {
+      if (resumed) {
         lines_.back() += lines[0];
         first = 1;
-      } else if (!resumed) {
+      } else {
         // Output cut by a power loss that no checkpoint covers: the guest never finished the
         // line, and its cold-booted successor starts afresh.
         cut_lines_.push_back(lines_.back());
@@ -28,7 +31,7 @@ class Transcript {
       }
     }
     for (size_t i = first; i < lines.size(); ++i) lines_.push_back(lines[i]);
-    open_tail_ = run.stdout_ended_mid_line() && !lines.empty();
+    open_tail_ = run.stdout_ended_mid_line();
   }
   const std::vector<std::string>& lines() const { return lines_; }
 
