@@ -185,6 +185,9 @@ class SwapFile {
   SwapFile() = default;
   void load();
   [[noreturn]] void fail(const std::string& problem) const;
+  // What this file holds (chunk kinds, sizes), with the bytes a pass scanned: common to
+  // verify() and restore().
+  SwapFigures file_figures(uint64_t bytes_scanned) const;
 
   std::string path_;
   UniqueFd fd_;

@@ -217,6 +217,21 @@ uint64_t write_nonzero_pages(const Backing& target, const uint8_t* out, uint64_t
 
 }  // namespace
 
+SwapFigures SwapFile::file_figures(uint64_t bytes_scanned) const {
+  SwapFigures f;
+  f.ram_bytes = header_.ram_size;
+  f.bytes_scanned = bytes_scanned;
+  f.chunks = chunks_.size();
+  for (const auto& e : chunks_) {
+    f.zero_chunks += e.kind == kZero;
+    f.compressed_chunks += e.kind == kZstd;
+    f.raw_chunks += e.kind == kRaw;
+  }
+  f.stored_bytes = trailer_.stored_bytes;
+  f.file_bytes = file_size_;
+  return f;
+}
+
 SwapFigures SwapFile::verify(bool decompress, const SwapTuning& tuning) const {
   const auto t0 = Clock::now();
   const unsigned threads = swappool::thread_count(tuning.threads);
@@ -246,17 +261,7 @@ SwapFigures SwapFile::verify(bool decompress, const SwapTuning& tuning) const {
     if (tuning.progress) tuning.progress({"verify", done.load(), header_.ram_size, swapimpl::seconds_since(t0)});
   };
   swappool::parallel_for(chunks_.size(), threads, work, tick, tuning.progress_interval);
-  SwapFigures f;
-  f.ram_bytes = header_.ram_size;
-  f.bytes_scanned = done;
-  f.chunks = chunks_.size();
-  for (const auto& e : chunks_) {
-    f.zero_chunks += e.kind == kZero;
-    f.compressed_chunks += e.kind == kZstd;
-    f.raw_chunks += e.kind == kRaw;
-  }
-  f.stored_bytes = trailer_.stored_bytes;
-  f.file_bytes = file_size_;
+  SwapFigures f = file_figures(done);
   f.seconds = swapimpl::seconds_since(t0);
   tick();
   return f;
@@ -328,18 +333,8 @@ SwapFigures SwapFile::restore(Backing& target, uint64_t ram_offset, bool known_z
     target.persist(ram, header_.ram_size);  // msync: writes back the range, however it was dirtied
   else
     target.drain();
-  SwapFigures f;
-  f.ram_bytes = header_.ram_size;
-  f.bytes_scanned = done;
-  f.chunks = chunks_.size();
-  for (const auto& e : chunks_) {
-    f.zero_chunks += e.kind == kZero;
-    f.compressed_chunks += e.kind == kZstd;
-    f.raw_chunks += e.kind == kRaw;
-  }
-  f.stored_bytes = trailer_.stored_bytes;
+  SwapFigures f = file_figures(done);
   f.written_bytes = written;
-  f.file_bytes = file_size_;
   f.seconds = swapimpl::seconds_since(t0);
   tick();
   return f;
