@@ -4,9 +4,13 @@
 
 namespace nvhv {
 
-void SystemControl::read(uint64_t, std::span<uint8_t> data) {
-  // i8042 status 0: no data, input buffer empty; PM1a control reads back 0 (SCI_EN clear).
-  std::memset(data.data(), 0, data.size());
+void SystemControl::read(uint64_t offset, std::span<uint8_t> data) {
+  // There is no keyboard controller behind the i8042 reset port. Its status reads "output buffer
+  // full, input buffer empty" (and the data port, unclaimed, 0xff): Linux's probe then drains 16
+  // bytes and gives up at once instead of timing out for seconds, while the reset path, which only
+  // waits for an empty input buffer, goes straight through. PM1a control reads 0 (SCI_EN clear).
+  const uint8_t value = base_ + offset == kI8042Command ? 0x01 : 0x00;
+  std::memset(data.data(), value, data.size());
 }
 
 void SystemControl::write(uint64_t offset, std::span<const uint8_t> data) {

@@ -139,6 +139,9 @@ void Machine::setup_devices() {
   serial_ = std::make_shared<Serial>(serial_fd_.get(), line_buffered, [this](bool level) { vm_->irq_line(kSerialIrq, level); });
   pio_.add(kCom1, 8, serial_);
   snapshot_devices_.push_back(serial_.get());
+  rtc_ = std::make_shared<RtcCmos>();
+  pio_.add(RtcCmos::kBase, 2, rtc_);
+  snapshot_devices_.push_back(rtc_.get());
   setup_virtio();
   auto on_event = [this](SystemEvent e) { on_system_event(e); };
   pio_.add(SystemControl::kPm1aControl, 2, std::make_shared<SystemControl>(SystemControl::kPm1aControl, on_event));
@@ -187,6 +190,7 @@ void Machine::load_guest() {
       LinuxBoot linux_boot = load_linux(kernel, initrd, config_.cmdline, *memory_, pmem_e820_);
       entry_ = linux_boot.entry64;
       boot_info_ = linux_boot.zero_page;
+      pvh_start_info_ = 0;
     } else if (looks_like_elf(kernel)) {
       LoadedElf elf = load_elf(kernel, *memory_);
       entry_ = elf.entry64;
@@ -200,7 +204,11 @@ void Machine::load_guest() {
         memory_->write(at, initrd);
         module = InitrdPlacement{at, initrd.size()};
       }
-      boot_info_ = write_pvh_start_info(*memory_, config_.cmdline, module, pmem_e820_);
+      // Both boot ABIs at once: %rbx gets the PVH start info (testos and other PVH kernels),
+      // %rsi a Linux zero page, so a Linux vmlinux enters at startup_64 as from a bzImage.
+      pvh_start_info_ = write_pvh_start_info(*memory_, config_.cmdline, module, pmem_e820_);
+      write_zero_page(*memory_, {}, module, pmem_e820_);
+      boot_info_ = layout::kZeroPage;
     } else {
       throw std::runtime_error("neither an ELF64 kernel nor a bzImage");
     }
@@ -222,7 +230,7 @@ void Machine::setup_boot_vcpu(Vcpu& vcpu) {
   kvm_sregs sregs = vcpu.fd().get_sregs();
   x86::set_long_mode_sregs(sregs);
   vcpu.fd().set_sregs(sregs);
-  vcpu.fd().set_regs(x86::long_mode_entry_regs(entry_, boot_info_));
+  vcpu.fd().set_regs(x86::long_mode_entry_regs(entry_, pvh_start_info_, boot_info_));
   kvm_fpu fpu{};
   fpu.fcw = 0x37f;
   fpu.mxcsr = 0x1f80;

@@ -21,6 +21,7 @@
 #include "devices/virtio/blk.hpp"
 #include "devices/virtio/console.hpp"
 #include "devices/virtio/virtio_pci.hpp"
+#include "devices/rtc_cmos.hpp"
 #include "devices/serial.hpp"
 #include "devices/system_control.hpp"
 #include "persistence/backing.hpp"
@@ -171,11 +172,13 @@ class Machine {
   IoBus mmio_{"MMIO"};
   UniqueFd serial_fd_;
   std::shared_ptr<Serial> serial_;
+  std::shared_ptr<RtcCmos> rtc_;
   std::unique_ptr<VcpuSet> vcpus_;
   std::vector<uint32_t> supported_msrs_;
   std::vector<kvm_cpuid_entry2> supported_cpuid_;
   uint64_t entry_ = 0;
-  uint64_t boot_info_ = 0;
+  uint64_t boot_info_ = 0;       // Linux zero page, %rsi
+  uint64_t pvh_start_info_ = 0;  // PVH hvm_start_info, %rbx
 
   boost::asio::io_context io_;
   std::optional<boost::asio::signal_set> signals_;

@@ -8,3 +8,10 @@ foreach(_check smoke nvdimm power_cut)
   set_tests_properties(tier2.nested_host_${_check} PROPERTIES
     LABELS tier2 RUN_SERIAL TRUE TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
+
+# Debian's kernel under nvhv inside L1: ELF and bzImage boots, virtio-blk, guest pmem.
+add_test(NAME tier2.linux_guest
+  COMMAND ${CMAKE_CURRENT_LIST_DIR}/linux_guest_test.sh ${PROJECT_SOURCE_DIR} ${CMAKE_BINARY_DIR}
+          ${CMAKE_BINARY_DIR}/tests/tier2/linux_guest)
+set_tests_properties(tier2.linux_guest PROPERTIES
+  LABELS tier2 RUN_SERIAL TRUE TIMEOUT 900 SKIP_RETURN_CODE 77)

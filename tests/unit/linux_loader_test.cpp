@@ -97,6 +97,26 @@ TEST(LinuxLoader, RefusesWhatItCannotBoot) {
   expect(long_header, "", "past the end");
 }
 
+// An ELF vmlinux has no setup header: the zero page gets the fields startup_64 reads, so Linux
+// finds its command line, initrd and memory map (it printed an empty command line without them).
+TEST(LinuxLoader, ZeroPageForAKernelWithoutSetupHeader) {
+  Ram ram(64 << 20);
+  const std::string cmdline = "console=ttyS0";
+  ram.memory.write(layout::kCmdline, std::span(reinterpret_cast<const uint8_t*>(cmdline.c_str()), cmdline.size() + 1));
+  write_zero_page(ram.memory, {}, InitrdPlacement{0x3000000, 0x1234}, {E820Entry{8ull << 30, 1ull << 30, 12}});
+  const uint8_t* zp = ram.memory.host_range(layout::kZeroPage, 4096);
+  EXPECT_EQ(at<uint16_t>(zp, 0x1fe), 0xaa55);
+  EXPECT_EQ(std::memcmp(zp + 0x202, "HdrS", 4), 0);
+  EXPECT_GE(at<uint16_t>(zp, 0x206), 0x020c);
+  EXPECT_EQ(zp[0x210], 0xff);
+  EXPECT_EQ(at<uint32_t>(zp, 0x228), layout::kCmdline);
+  EXPECT_EQ(at<uint32_t>(zp, 0x218), 0x3000000u);
+  EXPECT_EQ(at<uint32_t>(zp, 0x21c), 0x1234u);
+  ASSERT_EQ(zp[0x1e8], ram.memory.e820().size() + 1);
+  const uint8_t* last = zp + 0x2d0 + (zp[0x1e8] - 1) * 20;
+  EXPECT_EQ(at<uint32_t>(last, 16), 12u);
+}
+
 TEST(LinuxLoader, LoadsDebiansKernel) {
   std::filesystem::path kernel;
   if (std::filesystem::exists("/boot"))

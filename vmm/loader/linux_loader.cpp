@@ -14,6 +14,7 @@ namespace {
 constexpr size_t kSetupSects = 0x1f1;
 constexpr size_t kHeaderStart = 0x1f1;
 constexpr size_t kJumpEnd = 0x201;  // the byte here is the header length past 0x202
+constexpr size_t kBootFlag = 0x1fe;
 constexpr size_t kMagic = 0x202;
 constexpr size_t kVersion = 0x206;
 constexpr size_t kTypeOfLoader = 0x210;
@@ -23,6 +24,7 @@ constexpr size_t kRamdiskSize = 0x21c;
 constexpr size_t kHeapEndPtr = 0x224;
 constexpr size_t kCmdLinePtr = 0x228;
 constexpr size_t kInitrdAddrMax = 0x22c;
+constexpr size_t kKernelAlignment = 0x230;
 constexpr size_t kXLoadFlags = 0x236;
 constexpr size_t kCmdlineSize = 0x238;
 constexpr size_t kInitSize = 0x260;
@@ -57,6 +59,45 @@ bool looks_like_bzimage(std::span<const uint8_t> image) {
   return image.size() >= kHeaderMinSize && std::memcmp(image.data() + kMagic, "HdrS", 4) == 0;
 }
 
+void write_zero_page(const GuestMemory& memory, std::span<const uint8_t> setup_header,
+                     std::optional<InitrdPlacement> initrd, const std::vector<E820Entry>& extra_e820) {
+  uint8_t* zp = memory.checked_range(layout::kZeroPage, 0x1000);
+  std::memset(zp, 0, 0x1000);
+  if (setup_header.empty()) {
+    // A kernel without a setup header (an ELF vmlinux): the fields its 64-bit entry reads.
+    put<uint16_t>(zp, kBootFlag, 0xaa55);
+    std::memcpy(zp + kMagic, "HdrS", 4);
+    put<uint16_t>(zp, kVersion, 0x020f);
+    zp[kLoadFlags] = kLoadedHigh;
+    put<uint32_t>(zp, kKernelAlignment, 0x200000);
+    put<uint32_t>(zp, kCmdlineSize, static_cast<uint32_t>(layout::kCmdlineMax - 1));
+  } else {
+    if (setup_header.size() > 0x1000 - kHeaderStart) bad("setup header is too large");
+    std::memcpy(zp + kHeaderStart, setup_header.data(), setup_header.size());
+  }
+  zp[kTypeOfLoader] = 0xff;  // "undefined" boot loader
+  zp[kLoadFlags] = static_cast<uint8_t>(zp[kLoadFlags] | kCanUseHeap);
+  put<uint16_t>(zp, kHeapEndPtr, 0xfe00);
+  put<uint32_t>(zp, kCmdLinePtr, static_cast<uint32_t>(layout::kCmdline));
+  put<uint32_t>(zp, kExtCmdLinePtr, 0);
+  if (initrd) {
+    put<uint32_t>(zp, kRamdiskImage, static_cast<uint32_t>(initrd->paddr));
+    put<uint32_t>(zp, kRamdiskSize, static_cast<uint32_t>(initrd->size));
+    put<uint32_t>(zp, kExtRamdiskImage, static_cast<uint32_t>(initrd->paddr >> 32));
+    put<uint32_t>(zp, kExtRamdiskSize, static_cast<uint32_t>(initrd->size >> 32));
+  }
+  auto e820 = memory.e820();
+  e820.insert(e820.end(), extra_e820.begin(), extra_e820.end());
+  if (e820.size() > kE820Max) bad("too many memory map entries");
+  zp[kE820Entries] = static_cast<uint8_t>(e820.size());
+  for (size_t i = 0; i < e820.size(); ++i) {
+    uint8_t* e = zp + kE820Table + i * 20;
+    put<uint64_t>(e, 0, e820[i].addr);
+    put<uint64_t>(e, 8, e820[i].size);
+    put<uint32_t>(e, 16, e820[i].type);
+  }
+}
+
 LinuxBoot load_linux(std::span<const uint8_t> bzimage, std::span<const uint8_t> initrd, const std::string& cmdline,
                      const GuestMemory& memory, const std::vector<E820Entry>& extra_e820) {
   if (!looks_like_bzimage(bzimage)) bad("no \"HdrS\" setup header");
@@ -83,17 +124,8 @@ LinuxBoot load_linux(std::span<const uint8_t> bzimage, std::span<const uint8_t> 
   if (cmdline.size() >= layout::kCmdlineMax) bad("the command line is too long");
   memory.write(layout::kCmdline, std::span(reinterpret_cast<const uint8_t*>(cmdline.c_str()), cmdline.size() + 1));
 
-  uint8_t* zp = memory.checked_range(layout::kZeroPage, 0x1000);
-  std::memset(zp, 0, 0x1000);
-  std::memcpy(zp + kHeaderStart, bzimage.data() + kHeaderStart, header_end - kHeaderStart);
-  zp[kTypeOfLoader] = 0xff;  // "undefined" boot loader
-  zp[kLoadFlags] = static_cast<uint8_t>(zp[kLoadFlags] | kCanUseHeap);
-  put<uint16_t>(zp, kHeapEndPtr, 0xfe00);
-  put<uint32_t>(zp, kCmdLinePtr, static_cast<uint32_t>(layout::kCmdline));
-  put<uint32_t>(zp, kExtCmdLinePtr, 0);
-
   LinuxBoot boot{kLoadAddress + 0x200, layout::kZeroPage, kLoadAddress + footprint, std::nullopt};
-
+  std::optional<InitrdPlacement> placed;
   if (!initrd.empty()) {
     // Highest page-aligned place in low RAM that the kernel accepts and that stays clear of the
     // area the decompressor uses.
@@ -103,23 +135,10 @@ LinuxBoot load_linux(std::span<const uint8_t> bzimage, std::span<const uint8_t> 
       bad(fmt::format("no room for a {} MiB initrd below {:#x} above the kernel", initrd.size() >> 20, low_end));
     const uint64_t at = (low_end - initrd.size()) & ~0xfffull;
     memory.write(at, initrd);
-    put<uint32_t>(zp, kRamdiskImage, static_cast<uint32_t>(at));
-    put<uint32_t>(zp, kRamdiskSize, static_cast<uint32_t>(initrd.size()));
-    put<uint32_t>(zp, kExtRamdiskImage, static_cast<uint32_t>(at >> 32));
-    put<uint32_t>(zp, kExtRamdiskSize, static_cast<uint32_t>(static_cast<uint64_t>(initrd.size()) >> 32));
+    placed = InitrdPlacement{at, initrd.size()};
     boot.initrd_at = at;
   }
-
-  auto e820 = memory.e820();
-  e820.insert(e820.end(), extra_e820.begin(), extra_e820.end());
-  if (e820.size() > kE820Max) bad("too many memory map entries");
-  zp[kE820Entries] = static_cast<uint8_t>(e820.size());
-  for (size_t i = 0; i < e820.size(); ++i) {
-    uint8_t* e = zp + kE820Table + i * 20;
-    put<uint64_t>(e, 0, e820[i].addr);
-    put<uint64_t>(e, 8, e820[i].size);
-    put<uint32_t>(e, 16, e820[i].type);
-  }
+  write_zero_page(memory, bzimage.subspan(kHeaderStart, header_end - kHeaderStart), placed, extra_e820);
   return boot;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/loader/pvh.hpp"
 #include "vmm/memory/guest_memory.hpp"
 
 namespace nvhv {
@@ -19,6 +20,13 @@ struct LinuxBoot {
   uint64_t kernel_end;  // load address + init_size: where the decompressor may write up to
   std::optional<uint64_t> initrd_at;
 };
+
+// Writes the zero page (struct boot_params) at layout::kZeroPage: `setup_header` is the bzImage's
+// (from offset 0x1f1), or empty for a kernel without one (an ELF vmlinux entered at startup_64),
+// which gets the few header fields that entry reads. The command line must already be at
+// layout::kCmdline.
+void write_zero_page(const GuestMemory& memory, std::span<const uint8_t> setup_header,
+                     std::optional<InitrdPlacement> initrd, const std::vector<E820Entry>& extra_e820);
 
 bool looks_like_bzimage(std::span<const uint8_t> image);
 

@@ -70,12 +70,12 @@ void set_long_mode_sregs(kvm_sregs& sregs) {
   sregs.efer = 0x500;               // LMA | LME
 }
 
-kvm_regs long_mode_entry_regs(uint64_t entry, uint64_t boot_info) {
+kvm_regs long_mode_entry_regs(uint64_t entry, uint64_t pvh_start_info, uint64_t zero_page) {
   kvm_regs regs{};
   regs.rip = entry;
   regs.rflags = 0x2;
-  regs.rbx = boot_info;
-  regs.rsi = boot_info;
+  regs.rbx = pvh_start_info;
+  regs.rsi = zero_page;
   return regs;
 }
 

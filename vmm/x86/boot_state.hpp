@@ -15,7 +15,7 @@ void write_boot_tables(const GuestMemory& memory);
 // Segment and control registers for 64-bit mode on the boot tables above.
 void set_long_mode_sregs(kvm_sregs& sregs);
 
-// General registers at a 64-bit entry point; rbx (PVH) and rsi (Linux) carry the boot-info address.
-kvm_regs long_mode_entry_regs(uint64_t entry, uint64_t boot_info);
+// General registers at a 64-bit entry point: %rbx holds the PVH start info, %rsi the Linux zero page.
+kvm_regs long_mode_entry_regs(uint64_t entry, uint64_t pvh_start_info, uint64_t zero_page);
 
 }  // namespace nvhv::x86
