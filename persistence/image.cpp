@@ -424,7 +424,7 @@ void Image::prepare(const MachineState& state) {
   h.reserved = 0;
   h.checksum = next.checksum;
   h.consumed_at_ns = 0;
-  h.pad = 0;
+  h.committed_at_ns = 0;
   if (backing_->granularity() == Granularity::page) {
     // The payload starts on the page after the header: one msync (a synchronous write-back
     // each) covers both.
@@ -443,6 +443,10 @@ uint64_t Image::commit() {
   // The commit point: one aligned 8-byte store, which power loss cannot tear.
   std::atomic_ref<uint64_t>(h.generation).store(next_generation_, std::memory_order_release);
   backing_->persist(&h.generation, sizeof h.generation);
+  // After the commit point and outside the checksum, so it cannot delay or endanger the commit:
+  // when it committed, for the operator (a hold-up window is judged against it).
+  std::atomic_ref<uint64_t>(h.committed_at_ns).store(now_realtime_ns(), std::memory_order_release);
+  backing_->persist(&h.committed_at_ns, sizeof h.committed_at_ns);
 
   prepared_ = false;
   generation_ = next_generation_;
@@ -452,6 +456,14 @@ uint64_t Image::commit() {
   status_ = ImageStatus::resumable;
   reason_.clear();  // described on demand: no allocation on the power-fail path
   return generation_;
+}
+
+uint64_t Image::committed_at_ns() const {
+  return status_ == ImageStatus::resumable ? slot_header(active_).committed_at_ns : 0;
+}
+
+uint64_t Image::saved_at_ns() const {
+  return status_ == ImageStatus::resumable ? slot_header(active_).saved_realtime_ns : 0;
 }
 
 void Image::mark_consumed() {

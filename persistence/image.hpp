@@ -91,6 +91,10 @@ class Image {
   std::string reason() const;
   // Generation of the resumable (or last committed) checkpoint; 0 if none.
   uint64_t generation() const { return generation_; }
+  // CLOCK_REALTIME when the resumable checkpoint's state was saved and when it committed
+  // (0: not resumable, or the commit time was lost with the power).
+  uint64_t saved_at_ns() const;
+  uint64_t committed_at_ns() const;
   const ImageGeometry& geometry() const { return geo_; }
   Backing& backing() const { return *backing_; }
 

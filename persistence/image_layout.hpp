@@ -53,7 +53,7 @@ struct SlotHeader {
   uint32_t reserved;
   uint64_t checksum;             // slot_checksum(): the fields above
   uint64_t consumed_at_ns;       // 0 = committed; else CLOCK_REALTIME of the resume that consumed it
-  uint64_t pad;
+  uint64_t committed_at_ns;      // CLOCK_REALTIME just after the commit; informative, may be 0
 };
 static_assert(sizeof(SlotHeader) == 64);
 

@@ -30,6 +30,11 @@ uint64_t realtime_ns() {
 
 void Machine::restore_checkpoint() {
   const uint64_t generation = image_->generation();
+  if (const uint64_t committed = image_->committed_at_ns(); committed) {
+    // Realtime stamps: comparable across a host reboot, unlike the figures of the process that
+    // took the checkpoint, whose stderr may have been lost with the power.
+    log::info("checkpoint gen={}: state saved at {} ns, committed at {} ns (realtime)", generation, image_->saved_at_ns(), committed);
+  }
   persistence::MachineState state;
   try {
     state = image_->load_checkpoint();
