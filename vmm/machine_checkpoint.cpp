@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <exception>
+#include <future>
 
 #include "persistence/snapshottable.hpp"
 #include "persistence/swap_image.hpp"
@@ -112,6 +113,11 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
     const auto t1 = Clock::now();
     fault_point("checkpoint:after-pause");
     quiesce_devices();  // no host-initiated device work (console input) touches RAM from here
+    // A resumed guest believes every write it saw completed is on its disk. With the vCPUs
+    // stopped no request is in flight, so the disks' fdatasync (a journal commit, often the
+    // slowest step) runs beside the state save and the RAM flush.
+    std::future<void> disks_synced;
+    if (!disks_.empty()) disks_synced = std::async(std::launch::async, [this] { sync_disks(); });
 
     save_buffer_.vm = save_vm_state(*vm_);
     persistence::save_devices(snapshot_devices_, save_buffer_.devices);
@@ -129,8 +135,7 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
     } else {
       backing_->drain();  // byte granularity: stores are durable once fenced
     }
-    // A resumed guest believes every write it saw completed is on its disk.
-    sync_disks();
+    if (disks_synced.valid()) disks_synced.get();
     fault_point("checkpoint:after-ram-flush");
     const auto t3 = Clock::now();
 

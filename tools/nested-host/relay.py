@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--kill-after-line")
     ap.add_argument("--kill-delay-ms", type=int, default=0)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--power-switch", action="store_true",
+                    help="QEMU exiting with status 137 (isa-debug-exit, value 0x44) is a power cut from L1")
     ap.add_argument("--cleanup", help="directory to delete at the end")
     ap.add_argument("qemu", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -157,6 +159,10 @@ def run(a):
 
     if killed_for == "power-cut":
         log(f"QEMU killed {a.kill_delay_ms} ms after a line matched '{a.kill_after_line}'")
+        sys.stderr.write("NESTED-POWER-CUT\n")
+        return POWER_CUT
+    if a.power_switch and killed_for is None and exit_status is None and qemu_status == POWER_CUT:
+        log("L1 cut its own power (tools/nested-host/power-switch)")
         sys.stderr.write("NESTED-POWER-CUT\n")
         return POWER_CUT
     if killed_for == "hung power-off":
