@@ -51,7 +51,12 @@ struct SwapFigures {
   uint64_t compressed_chunks = 0;   // stored zstd-compressed (swap-out: compressed now)
   uint64_t raw_chunks = 0;          // stored as they are (compression did not help)
   uint64_t reused_chunks = 0;       // incremental: stored bytes copied from the base file
+  uint64_t rewritten_chunks = 0;    // made from RAM in this pass (all but the reused ones)
+  bool dirty_map = false;           // incremental: a dirty map said which chunks changed
+  bool clean_verified = false;      // ... and chunks it called clean were compared with the base
+  uint64_t marked_dirty_chunks = 0; // incremental: chunks the dirty map marked changed
   uint64_t dirty_map_misses = 0;    // incremental: marked clean but changed, so written anew
+  uint64_t ram_read_bytes = 0;      // swap-out: guest RAM actually read (hashed or compressed)
   uint64_t compressed_input_bytes = 0;  // RAM bytes that went through the compressor
   uint64_t stored_bytes = 0;        // chunk bytes in the swap file
   uint64_t written_bytes = 0;       // bytes this pass wrote (file or target RAM)
@@ -59,7 +64,9 @@ struct SwapFigures {
   double seconds = 0;
 
   double mb_per_s() const { return seconds > 0 ? double(bytes_scanned) / 1e6 / seconds : 0; }
-  // One line: "1024 MiB scanned, 400 zero chunks, 123 MiB stored (ratio 8.3), 812 MB/s, 1.32 s".
+  // One line: "1024 MiB of RAM scanned in 512 chunks: 400 zero, ...; 123.0 MiB stored (ratio
+  // 8.3); ...; 812 MB/s; 1.32 s", and for an incremental swap-out what was reused, rewritten and
+  // what the dirty map decided.
   std::string summary() const;
 };
 
@@ -89,7 +96,9 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
 
 // Incremental swap-out: chunks not marked dirty are taken from `file` by copying their stored
 // bytes (no recompression), provided the RAM still matches the chunk's checksum there (checked
-// unless verify_clean is false: a wrong dirty map then cannot produce a wrong swap file).
+// unless verify_clean is false; when checked, a wrong dirty map cannot produce a wrong swap file).
+// Chunks marked dirty are compressed anew without a comparison. With a dirty map and verify_clean
+// false, clean chunks are not read from RAM at all: the map must then be complete.
 struct SwapBase {
   const SwapFile* file = nullptr;
   const std::vector<bool>* dirty_chunks = nullptr;  // null: every chunk is checked by checksum
@@ -134,6 +143,8 @@ struct SwapConsumed {
   uint64_t target_path_hash = 0;
 };
 
+struct SwapKeptChunks;
+
 class SwapFile {
  public:
   enum class Mode {
@@ -166,8 +177,10 @@ class SwapFile {
   void check_matches(const nlohmann::json& identity, uint64_t ram_size, uint32_t vcpus) const;
 
   // Reads every stored chunk and checks its stored checksum; with `decompress` also decompresses
-  // it and checks the RAM checksum. Throws SwapError naming the first bad chunk.
-  SwapFigures verify(bool decompress, const SwapTuning& tuning) const;
+  // it and checks the RAM checksum. Throws SwapError naming the first bad chunk. With
+  // keep_for_restore the chunk data read stays in memory for the restore() that follows, when it
+  // fits (a quarter of the memory available), so that a swap-in reads the file only once.
+  SwapFigures verify(bool decompress, const SwapTuning& tuning, bool keep_for_restore = false) const;
 
   // Writes every chunk into guest RAM at `ram_offset` of `target`, checking both checksums, and
   // makes it durable. known_zero: the target RAM reads as zero already, so zero chunks are skipped.
@@ -188,6 +201,14 @@ class SwapFile {
   // What this file holds (chunk kinds, sizes), with the bytes a pass scanned: common to
   // verify() and restore().
   SwapFigures file_figures(uint64_t bytes_scanned) const;
+  // Throws SwapError naming chunk i unless `stored` holds its stored bytes (checksum).
+  void check_stored(size_t i, const uint8_t* stored) const;
+  // Runs fn(i, stored bytes or nullptr for a zero chunk, worker) for every chunk on `threads`
+  // threads, after checking the stored checksum; the stored bytes are read in large batches, or
+  // taken from what verify() kept (swap_chunks.cpp). tick() runs on the calling thread every
+  // `interval` meanwhile. With `keep` the batches read are kept for the next call.
+  void for_each_chunk(unsigned threads, const std::function<void(size_t, const uint8_t*, unsigned)>& fn,
+                      const std::function<void()>& tick, std::chrono::milliseconds interval, bool keep) const;
 
   std::string path_;
   UniqueFd fd_;
@@ -199,6 +220,7 @@ class SwapFile {
   std::vector<uint8_t> state_;
   std::vector<swapfmt::ChunkEntry> chunks_;
   SwapConsumed consumed_;
+  mutable std::shared_ptr<SwapKeptChunks> kept_;  // chunk data verify() read for restore()
 };
 
 }  // namespace nvhv::persistence

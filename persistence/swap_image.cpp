@@ -227,15 +227,15 @@ SwapOutResult swap_out_image(Image& image, const std::filesystem::path& to, cons
       base_file = nullptr;
     } else {
       base.file = base_file;
-      base.verify_clean = options.verify_clean_chunks;
-      // A dirty map only says what changed since the swap-in from that very file.
+      // A dirty map only says what changed since the swap-in from that very file; without one,
+      // every chunk is compared by checksum.
       if (base_file->swap_id() == rec.origin_id) {
         base.dirty_chunks = options.dirty_chunks;
       } else {
         log::info("swap file {} is not the one {} was swapped in from: comparing every chunk by checksum",
                   base_file->path(), backing.path());
-        base.verify_clean = true;
       }
+      base.verify_clean = options.verify_clean_chunks || !base.dirty_chunks;
     }
   }
 
@@ -334,7 +334,8 @@ SwapInResult swap_in_image(const std::filesystem::path& from, const std::filesys
   result.already_done = false;
 
   // Every chunk is checked before anything is written; restore() checks again as it decompresses.
-  result.verify = file.verify(false, options.tuning);
+  // The chunk data read stays in memory for restore() when it fits: the file is then read once.
+  result.verify = file.verify(false, options.tuning, /*keep_for_restore=*/true);
   fault_point("swap-in:after-verify");
 
   const ImageGeometry geo = ImageGeometry::for_vm(ram_size, vcpus);

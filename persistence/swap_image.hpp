@@ -21,10 +21,12 @@ struct SwapOutOptions {
   // itself when it is that file). Chunks it holds unchanged are copied instead of compressed.
   std::optional<std::filesystem::path> previous;
   // Per chunk of tuning.chunk_size, true when the guest wrote it since the swap-in from
-  // `previous` (KVM's dirty log). Null: unknown; every chunk is then compared by checksum.
+  // `previous` (KVM's dirty log). Null: unknown; every chunk is then compared by checksum. It is
+  // used only when `previous` is the file the image was swapped in from (its origin).
   const std::vector<bool>* dirty_chunks = nullptr;
-  // Compare chunks the map calls clean with the previous file's checksum anyway (cheap next to
-  // compression), so a stale or wrong map can never produce a wrong swap file.
+  // Compare chunks the map calls clean with the previous file's checksum anyway (a hash pass over
+  // them, cheap next to compression), so a stale or wrong map can never produce a wrong swap file.
+  // False trusts the map: clean chunks are copied without reading RAM.
   bool verify_clean_chunks = true;
   // Before the swap file can hold the VM it is reopened and its header, trailer, chunk table,
   // identity and state are read back and checked; with read_back every chunk is read back from

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 #include <ctime>
 
 #include <fmt/core.h>
@@ -22,7 +23,14 @@ namespace nvhv::persistence::swapio {
 namespace {
 
 constexpr size_t kBufferSize = 8u << 20;
-constexpr size_t kDirectAlign = 4096;
+
+uint64_t align_down(uint64_t v) { return v / kDirectAlign * kDirectAlign; }
+uint64_t align_up(uint64_t v) { return (v + kDirectAlign - 1) / kDirectAlign * kDirectAlign; }
+bool aligned(uint64_t v) { return v % kDirectAlign == 0; }
+
+// Errors that mean "not like this" for a direct transfer (alignment or file-system rules), after
+// which the same transfer through the page cache is expected to work.
+bool direct_refused(int err) { return err == EINVAL || err == EOPNOTSUPP || err == ENOTSUP; }
 
 }  // namespace
 
@@ -99,6 +107,80 @@ uint64_t realtime_ns() {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+
+AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
+  if (this != &o) {
+    std::free(data_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+uint8_t* AlignedBuffer::reserve(size_t n) {
+  if (n <= size_ && data_) return data_;
+  const size_t size = static_cast<size_t>(align_up(std::max<size_t>(n, 1)));
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, size));
+  if (!p) throw std::bad_alloc();
+  std::free(data_);
+  data_ = p;
+  size_ = size;
+  return data_;
+}
+
+UniqueFd reopen_direct(int fd, int flags) {
+  const std::string link = fmt::format("/proc/self/fd/{}", fd);
+  return UniqueFd(::open(link.c_str(), flags | O_DIRECT | O_CLOEXEC));
+}
+
+const uint8_t* read_span(int direct_fd, int fd, uint64_t offset, size_t n, AlignedBuffer& buf) {
+  if (direct_fd >= 0) {
+    const uint64_t begin = align_down(offset);
+    const uint64_t end = align_up(offset + n);
+    uint8_t* p = buf.reserve(static_cast<size_t>(end - begin));
+    uint64_t got = 0;
+    bool refused = false;
+    // Sized reads of whole blocks: short only at the end of the file (or on a signal).
+    while (begin + got < offset + n) {
+      const ssize_t r = ::pread(direct_fd, p + got, static_cast<size_t>(end - begin - got), static_cast<off_t>(begin + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && direct_refused(errno)) {
+        refused = true;
+        break;
+      }
+      if (r < 0) throw SystemError(errno, fmt::format("read {} bytes at offset {}", end - begin - got, begin + got));
+      if (r == 0) return nullptr;
+      got += static_cast<uint64_t>(r);
+      if (!aligned(got) && begin + got < offset + n) {
+        refused = true;  // a short read inside the file: finish through the page cache
+        break;
+      }
+    }
+    if (!refused) return p + (offset - begin);
+  }
+  uint8_t* p = buf.reserve(n);
+  return pread_full(fd, p, n, offset) ? p : nullptr;
+}
+
+void write_span(int direct_fd, int fd, const uint8_t* p, size_t n, uint64_t offset, const std::string& what) {
+  size_t done = 0;
+  if (direct_fd >= 0 && aligned(reinterpret_cast<uintptr_t>(p)) && aligned(n) && aligned(offset)) {
+    while (done < n) {
+      const ssize_t r = ::pwrite(direct_fd, p + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && direct_refused(errno)) break;
+      if (r < 0) throw SystemError(errno, fmt::format("write {} at offset {}", what, offset + done));
+      done += static_cast<size_t>(r);
+      if (!aligned(done)) break;  // a short direct write: the rest through the page cache
+    }
+  }
+  if (done < n) pwrite_full(fd, p + done, n - done, offset + done, what);
 }
 
 SequentialWriter::SequentialWriter(int fd, const std::string& path, std::string what)

@@ -33,6 +33,43 @@ uint64_t realtime_ns();
 // (tests/bench/swap_bench) page-cache writes of a large file cost more CPU than compressing it,
 // and their write-back was several times slower. The last partial block is padded for O_DIRECT and
 // the file then cut to its exact length. Without O_DIRECT it writes through the page cache.
+// Alignment of O_DIRECT transfers (buffer address, file offset and length): the largest logical
+// block size in use, so it suits 512-byte and 4 KiB devices alike.
+inline constexpr size_t kDirectAlign = 4096;
+
+// A growable buffer aligned for O_DIRECT.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  ~AlignedBuffer();
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  AlignedBuffer(AlignedBuffer&& o) noexcept;
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
+  // At least n bytes (rounded up to kDirectAlign); the contents are not kept when it grows.
+  uint8_t* reserve(size_t n);
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// A second descriptor of the file open as `fd`, with O_DIRECT and access mode `flags`
+// (O_RDONLY or O_WRONLY): -1 when the file system refuses O_DIRECT (tmpfs) or the file cannot be
+// reopened. Reopened through /proc/self/fd, so it also works when the path is unknown.
+UniqueFd reopen_direct(int fd, int flags);
+
+// Reads [offset, offset+n) of a file into `buf` with one large read, and returns where byte
+// `offset` landed. With a direct descriptor the read is widened to whole aligned blocks (the
+// file's end may cut the last one short); when the file system refuses the direct read, or
+// direct_fd is -1, it reads through `fd` instead. Returns nullptr if the file ends first.
+const uint8_t* read_span(int direct_fd, int fd, uint64_t offset, size_t n, AlignedBuffer& buf);
+
+// Writes n bytes at `offset`: through direct_fd (O_DIRECT) when it is valid and p, n and offset
+// are aligned to kDirectAlign, else, and for whatever a direct write refuses, through fd.
+void write_span(int direct_fd, int fd, const uint8_t* p, size_t n, uint64_t offset, const std::string& what);
+
 class SequentialWriter {
  public:
   SequentialWriter(int fd, const std::string& path, std::string what);

@@ -1,13 +1,11 @@
 // Reading a swap file: every structural check happens in open(), before any chunk is read, so a
 // truncated or damaged file is refused early with the reason; chunk data is checked by verify()
-// and restore(), in parallel.
+// and restore() (swap_chunks.cpp), in parallel.
 #include <fcntl.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include <zstd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cstring>
 
@@ -17,7 +15,6 @@
 #include "persistence/swap.hpp"
 #include "persistence/swap_internal.hpp"
 #include "persistence/swap_io.hpp"
-#include "persistence/swap_pool.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/fault_injection.hpp"
 
@@ -25,7 +22,6 @@ namespace nvhv::persistence {
 namespace {
 
 using namespace swapfmt;
-using swapimpl::Clock;
 
 std::string hex(const char* p, size_t n) {
   std::string s;
@@ -180,164 +176,13 @@ void SwapFile::read_stored(size_t i, uint8_t* out) const {
   const ChunkEntry& e = chunks_.at(i);
   if (!swapio::pread_full(fd_.get(), out, e.stored_length, e.offset))
     fail(fmt::format("is truncated in chunk {} (offset {})", i, e.offset));
-  if (XXH3_64bits(out, e.stored_length) != e.stored_checksum)
+  check_stored(i, out);
+}
+
+void SwapFile::check_stored(size_t i, const uint8_t* stored) const {
+  const ChunkEntry& e = chunks_.at(i);
+  if (XXH3_64bits(stored, e.stored_length) != e.stored_checksum)
     fail(fmt::format("chunk {} (guest RAM at {:#x}) is corrupt: stored checksum mismatch", i, i * uint64_t{header_.chunk_size}));
-}
-
-namespace {
-
-// Per-thread buffers and decompression context of verify() and restore().
-struct ReadWorker {
-  std::vector<uint8_t> stored;
-  std::vector<uint8_t> raw;
-  swapimpl::DCtxPtr dctx;
-};
-
-// Writes the pages of out[0, n) that are not all zero to `target` at `offset`, in runs; the
-// target reads as zero already, so a mostly-zero chunk costs a fraction of its size in I/O.
-uint64_t write_nonzero_pages(const Backing& target, const uint8_t* out, uint64_t n, uint64_t offset) {
-  uint64_t written = 0, run = 0, run_start = 0;
-  auto flush_run = [&] {
-    if (run) swapio::pwrite_full(target.fd(), out + run_start, run, offset + run_start, target.path());
-    written += run;
-    run = 0;
-  };
-  for (uint64_t p = 0; p < n; p += kPage) {
-    const uint64_t len = std::min<uint64_t>(kPage, n - p);
-    if (swapimpl::is_zero(out + p, len)) {
-      flush_run();
-    } else {
-      if (!run) run_start = p;
-      run += len;
-    }
-  }
-  flush_run();
-  return written;
-}
-
-}  // namespace
-
-SwapFigures SwapFile::file_figures(uint64_t bytes_scanned) const {
-  SwapFigures f;
-  f.ram_bytes = header_.ram_size;
-  f.bytes_scanned = bytes_scanned;
-  f.chunks = chunks_.size();
-  for (const auto& e : chunks_) {
-    f.zero_chunks += e.kind == kZero;
-    f.compressed_chunks += e.kind == kZstd;
-    f.raw_chunks += e.kind == kRaw;
-  }
-  f.stored_bytes = trailer_.stored_bytes;
-  f.file_bytes = file_size_;
-  return f;
-}
-
-SwapFigures SwapFile::verify(bool decompress, const SwapTuning& tuning) const {
-  const auto t0 = Clock::now();
-  const unsigned threads = swappool::thread_count(tuning.threads);
-  std::vector<ReadWorker> workers(threads);
-  std::atomic<uint64_t> done{0};
-  auto work = [&](size_t i, unsigned w) {
-    const ChunkEntry& e = chunks_[i];
-    const uint64_t n = chunk_raw_size(i);
-    if (e.kind != kZero) {
-      ReadWorker& rw = workers[w];
-      rw.stored.resize(e.stored_length);
-      read_stored(i, rw.stored.data());
-      if (decompress && e.kind == kZstd) {
-        if (!rw.dctx) rw.dctx.reset(ZSTD_createDCtx());
-        rw.raw.resize(n);
-        const size_t r = ZSTD_decompressDCtx(rw.dctx.get(), rw.raw.data(), n, rw.stored.data(), e.stored_length);
-        if (ZSTD_isError(r) || r != n)
-          fail(fmt::format("chunk {} is corrupt: {}", i,
-                           ZSTD_isError(r) ? std::string(ZSTD_getErrorName(r)) : fmt::format("{} bytes, expected {}", r, n)));
-        if (XXH3_64bits(rw.raw.data(), n) != e.raw_checksum)
-          fail(fmt::format("chunk {} is corrupt: RAM checksum mismatch after decompression", i));
-      }
-    }
-    done += n;
-  };
-  auto tick = [&] {
-    if (tuning.progress) tuning.progress({"verify", done.load(), header_.ram_size, swapimpl::seconds_since(t0)});
-  };
-  swappool::parallel_for(chunks_.size(), threads, work, tick, tuning.progress_interval);
-  SwapFigures f = file_figures(done);
-  f.seconds = swapimpl::seconds_since(t0);
-  tick();
-  return f;
-}
-
-SwapFigures SwapFile::restore(Backing& target, uint64_t ram_offset, bool known_zero, const SwapTuning& tuning) const {
-  const auto t0 = Clock::now();
-  if (ram_offset + header_.ram_size > target.size())
-    throw std::invalid_argument(fmt::format("{} is too small to restore {} bytes of RAM at {}", target.path(),
-                                            header_.ram_size, ram_offset));
-  // Page-cache files take large pwrites (cheaper than faulting in every page of the mapping);
-  // DAX and memory are written through the mapping and flushed per chunk.
-  const bool by_write = target.kind() == BackingKind::file && target.fd() >= 0;
-  uint8_t* ram = target.data() + ram_offset;
-  const unsigned threads = swappool::thread_count(tuning.threads);
-  std::vector<ReadWorker> workers(threads);
-  std::atomic<uint64_t> done{0}, written{0};
-  std::atomic<size_t> finished{0};
-  const size_t half = chunks_.size() / 2;
-  auto work = [&](size_t i, unsigned w) {
-    const ChunkEntry& e = chunks_[i];
-    const uint64_t n = chunk_raw_size(i);
-    uint8_t* dest = ram + i * uint64_t{header_.chunk_size};
-    ReadWorker& rw = workers[w];
-    if (e.kind == kZero) {
-      if (!known_zero && !swapimpl::is_zero(dest, n)) {
-        std::memset(dest, 0, n);
-        if (!by_write) target.flush(dest, n);
-        written += n;
-      }
-    } else {
-      rw.stored.resize(e.stored_length);
-      read_stored(i, rw.stored.data());
-      const uint8_t* out = rw.stored.data();
-      if (e.kind == kZstd) {
-        if (!rw.dctx) rw.dctx.reset(ZSTD_createDCtx());
-        rw.raw.resize(n);
-        uint8_t* into = by_write ? rw.raw.data() : dest;
-        const size_t r = ZSTD_decompressDCtx(rw.dctx.get(), into, n, rw.stored.data(), e.stored_length);
-        if (ZSTD_isError(r) || r != n)
-          fail(fmt::format("chunk {} is corrupt: {}", i,
-                           ZSTD_isError(r) ? std::string(ZSTD_getErrorName(r)) : fmt::format("{} bytes, expected {}", r, n)));
-        if (XXH3_64bits(into, n) != e.raw_checksum)
-          fail(fmt::format("chunk {} is corrupt: RAM checksum mismatch after decompression", i));
-        out = into;
-      }
-      if (by_write) {
-        const uint64_t off = ram_offset + i * uint64_t{header_.chunk_size};
-        if (known_zero) {
-          written += write_nonzero_pages(target, out, n, off);
-        } else {
-          swapio::pwrite_full(target.fd(), out, n, off, target.path());
-          written += n;
-        }
-      } else {
-        if (out != dest) std::memcpy(dest, out, n);
-        target.flush(dest, n);
-        written += n;
-      }
-    }
-    done += n;
-    if (finished.fetch_add(1) + 1 == half) fault_point("swap-in:mid-ram");
-  };
-  auto tick = [&] {
-    if (tuning.progress) tuning.progress({"swap-in", done.load(), header_.ram_size, swapimpl::seconds_since(t0)});
-  };
-  swappool::parallel_for(chunks_.size(), threads, work, tick, tuning.progress_interval);
-  if (by_write)
-    target.persist(ram, header_.ram_size);  // msync: writes back the range, however it was dirtied
-  else
-    target.drain();
-  SwapFigures f = file_figures(done);
-  f.written_bytes = written;
-  f.seconds = swapimpl::seconds_since(t0);
-  tick();
-  return f;
 }
 
 void SwapFile::mark_consumed(const std::string& target) {

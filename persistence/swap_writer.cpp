@@ -62,8 +62,10 @@ struct OutSlot {
   uint64_t stored_checksum = 0;
   uint64_t raw_checksum = 0;
   bool reused = false;
+  bool marked_dirty = false;
   bool miss = false;
   bool compressed_now = false;
+  bool ram_read = false;
   std::vector<uint8_t> buf;
 };
 
@@ -98,10 +100,21 @@ void check_inputs(const SwapSource& src, const SwapTuning& t, const std::string&
 
 std::string SwapFigures::summary() const {
   const double ratio = stored_bytes ? double(ram_bytes) / double(stored_bytes) : 0.0;
+  std::string incremental;
+  if (reused_chunks || dirty_map) {
+    incremental = fmt::format("; incremental: {} reused, {} rewritten, {} MiB of RAM read", reused_chunks,
+                              rewritten_chunks, ram_read_bytes >> 20);
+    if (dirty_map && clean_verified)
+      incremental += fmt::format("; dirty map: {} chunks marked dirty, the clean ones verified, {} misses",
+                                 marked_dirty_chunks, dirty_map_misses);
+    else if (dirty_map)
+      incremental += fmt::format("; dirty map: {} chunks marked dirty, the clean ones copied unread", marked_dirty_chunks);
+  }
   return fmt::format("{} MiB of RAM scanned in {} chunks: {} zero, {} compressed, {} raw, {} reused; {:.1f} MiB stored "
-                     "(ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s",
+                     "(ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s{}",
                      bytes_scanned >> 20, chunks, zero_chunks, compressed_chunks, raw_chunks, reused_chunks,
-                     double(stored_bytes) / (1 << 20), ratio, double(written_bytes) / (1 << 20), mb_per_s(), seconds);
+                     double(stored_bytes) / (1 << 20), ratio, double(written_bytes) / (1 << 20), mb_per_s(), seconds,
+                     incremental);
 }
 
 std::filesystem::path swap_temp_path(const std::filesystem::path& path) {
@@ -205,6 +218,8 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
   SwapFigures& f = out.figures_;
   f.ram_bytes = ram_size;
   f.chunks = count;
+  f.dirty_map = base_file && base->dirty_chunks;
+  f.clean_verified = f.dirty_map && base->verify_clean;
   const unsigned threads = swappool::thread_count(tuning.threads);
   std::vector<Compressor> compressors(threads);
   const size_t window = 2 * threads + 2;
@@ -212,20 +227,24 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
   std::vector<ChunkEntry> table(count);
   const size_t bound = ZSTD_compressBound(cs);
 
+  // With a dirty map that is trusted (verify_clean false), clean chunks are copied without reading
+  // RAM; without a map every chunk is compared, whatever verify_clean says.
+  const bool verify_clean = base_file && (base->verify_clean || !base->dirty_chunks);
   auto produce = [&](size_t i, unsigned worker, size_t s) {
     OutSlot& o = slots[s];
-    o.reused = o.miss = o.compressed_now = false;
+    o.reused = o.marked_dirty = o.miss = o.compressed_now = o.ram_read = false;
     const uint8_t* raw = src.ram.data() + i * cs;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(cs, ram_size - i * cs));
-    populate(raw, n);
     uint64_t hash = 0;
     bool hashed = false;
     if (base_file) {
-      const bool marked_dirty = base->dirty_chunks && (*base->dirty_chunks)[i];
+      o.marked_dirty = base->dirty_chunks && (*base->dirty_chunks)[i];
       const ChunkEntry& e = base_file->chunks()[i];
-      if (!marked_dirty) {
+      if (!o.marked_dirty) {
         bool same = true;
-        if (base->verify_clean) {
+        if (verify_clean) {
+          populate(raw, n);
+          o.ram_read = true;
           if (e.kind == kZero) {
             same = is_zero(raw, n);
           } else {
@@ -261,6 +280,8 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
         }
       }
     }
+    if (!o.ram_read) populate(raw, n);
+    o.ram_read = true;
     if (is_zero(raw, n)) {
       o.kind = kZero;
       o.length = 0;
@@ -318,7 +339,10 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
       ++f.raw_chunks;
     }
     if (o.compressed_now) f.compressed_input_bytes += n;
+    if (!o.reused) ++f.rewritten_chunks;
+    if (o.marked_dirty) ++f.marked_dirty_chunks;
     if (o.miss) ++f.dirty_map_misses;
+    if (o.ram_read) f.ram_read_bytes += n;
     if (i == count / 2) fault_point("swap-out:mid-data");
     if (tuning.progress && Clock::now() - last_report >= tuning.progress_interval) {
       last_report = Clock::now();

@@ -75,8 +75,14 @@ DirtyWriteback::Figures DirtyWriteback::pass() {
     auto& bitmap = bitmaps_[i];
     // KVM_GET_DIRTY_LOG hands over the bits and write-protects those pages again, so a page
     // the guest writes after this call shows up in the next pass.
-    vm_.get_dirty_log(slots_[i].id, bitmap.data());
+    try {
+      vm_.get_dirty_log(slots_[i].id, bitmap.data());
+    } catch (...) {
+      if (observer_) observer_->harvest_failed(i);
+      throw;
+    }
     for (size_t w = 0; w < bitmap.size(); ++w) bitmap[w] |= device_bitmaps_[i][w].exchange(0, std::memory_order_relaxed);
+    if (observer_) observer_->harvested(i, bitmap.data(), bitmap.size());
     const uint64_t pages = slots_[i].size / kPage;
     uint64_t run_start = 0, run_len = 0;
     auto flush_run = [&] {

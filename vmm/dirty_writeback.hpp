@@ -30,6 +30,17 @@ class DirtyWriteback {
     uint64_t bytes = 0;   // written back by this pass
     uint64_t ranges = 0;  // contiguous runs flushed
   };
+  // Sees what every pass harvests, for whoever needs the dirty pages over a longer span than one
+  // pass (the swap engine: everything written since a swap-in). Called under the pass lock.
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    // The pages of slot `slot` dirtied since the previous pass (KVM's log and device writes):
+    // bit p of words[p / 64] for page p of the slot.
+    virtual void harvested(size_t slot, const uint64_t* words, size_t count) = 0;
+    // Reading slot `slot`'s log failed: KVM may have handed over bits that are now lost.
+    virtual void harvest_failed(size_t slot) = 0;
+  };
 
   // The slots must have been registered with KVM_MEM_LOG_DIRTY_PAGES.
   DirtyWriteback(VmFd& vm, std::vector<Slot> slots, std::chrono::milliseconds interval);
@@ -44,6 +55,9 @@ class DirtyWriteback {
   // Device models store into guest RAM behind KVM's back (virtio used rings, read buffers):
   // they report it here so those pages are written back too. Any thread.
   void note_write(uint64_t guest_phys, uint64_t len);
+  // Set before start(), so that it sees every pass; the observer must outlive this object.
+  void set_observer(Observer* observer) { observer_ = observer; }
+  const std::vector<Slot>& slots() const { return slots_; }
   uint64_t background_bytes() const { return background_bytes_.load(); }
   uint64_t passes() const { return passes_.load(); }
 
@@ -63,6 +77,7 @@ class DirtyWriteback {
   std::thread thread_;
   std::atomic<uint64_t> background_bytes_{0};
   std::atomic<uint64_t> passes_{0};
+  Observer* observer_ = nullptr;
 };
 
 }  // namespace nvhv

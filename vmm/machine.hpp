@@ -6,6 +6,7 @@
 #include <atomic>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -27,8 +28,10 @@
 #include "persistence/backing.hpp"
 #include "persistence/image.hpp"
 #include "persistence/machine_state.hpp"
+#include "persistence/swap.hpp"
 #include "vmm/config.hpp"
 #include "vmm/dirty_writeback.hpp"
+#include "vmm/swap_dirty_map.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/memory/guest_memory.hpp"
 #include "vmm/vcpu_set.hpp"
@@ -40,6 +43,9 @@ struct MachineOptions {
   bool cold_boot = false;  // ignore any checkpoint and boot fresh
   std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   std::chrono::milliseconds writeback_interval{100};
+  // The swap file this run was swapped in from (run --swap-in): the base of an incremental
+  // vm.swap_out to another path.
+  std::optional<std::filesystem::path> swapped_in_from;
 };
 
 // What one power-fail checkpoint cost, as printed and reported by vm.stats.
@@ -97,15 +103,20 @@ class Machine {
   // vm.swap_out: takes the power-fail checkpoint, writes the VM to a swap file and releases the
   // persistent image (docs/swap-format.md); the run then ends with status 0. `progress` sees
   // the swap-out's progress. Throws if the checkpoint failed (the guest keeps running) or the
-  // swap-out failed (the VM stays in its image with the committed checkpoint).
+  // swap-out failed (the VM stays in its image with the committed checkpoint). An incremental
+  // swap-out takes KVM's dirty log since the swap-in as its dirty map when it was tracked all along
+  // (machine_swap.cpp); verify_clean then still compares the chunks it calls clean.
   struct SwapOutReport {
     CheckpointFigures checkpoint;
     uint64_t swap_id = 0;
     bool incremental = false;
     std::string released;
     std::string figures;
+    persistence::SwapFigures numbers;
+    std::string no_dirty_map;  // incremental without a dirty map: why
   };
-  SwapOutReport swap_out(const std::string& path, int level, std::function<void(uint64_t done, uint64_t total)> progress);
+  SwapOutReport swap_out(const std::string& path, int level, bool verify_clean,
+                         std::function<void(uint64_t done, uint64_t total)> progress);
 
  private:
   void setup_memory();
@@ -129,6 +140,7 @@ class Machine {
   void load_guest();
   void setup_boot_vcpu(Vcpu& vcpu);
   void restore_checkpoint();
+  void track_swap_dirty_pages(uint64_t generation);
   void prepare_checkpointing();
   void on_power_fail_signal();
   void start_event_loop();
@@ -142,6 +154,9 @@ class Machine {
   std::unique_ptr<VmFd> vm_;
   std::optional<persistence::Backing> backing_;
   std::optional<persistence::Image> image_;
+  // Declared before writeback_, which holds a pointer to it: destroyed after it.
+  std::unique_ptr<SwapDirtyMap> swap_dirty_;
+  std::string swap_dirty_note_;  // why there is no swap_dirty_ for a swapped-in VM
   std::unique_ptr<DirtyWriteback> writeback_;
   std::deque<persistence::Backing> pmem_backings_;  // deque: slots keep pointers to them
   std::vector<E820Entry> pmem_e820_;

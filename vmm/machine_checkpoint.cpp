@@ -6,7 +6,6 @@
 #include <future>
 
 #include "persistence/snapshottable.hpp"
-#include "persistence/swap_image.hpp"
 #include "vmm/base/fault_injection.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
@@ -69,6 +68,7 @@ void Machine::restore_checkpoint() {
   image_->mark_consumed();
   fault_point("resume:after-consume");
   resumed_generation_ = generation;
+  track_swap_dirty_pages(generation);  // before the write-back's first pass: it must see them all
   log::info("resumed gen={} in {} us", generation, micros(options_.started_at, Clock::now()));
 }
 
@@ -167,31 +167,6 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
   announce("stopping", fmt::format("power-fail checkpoint gen={} committed", f.generation));
   if (exit_after) request_exit(0, fmt::format("power-fail checkpoint gen={} committed", f.generation));
   return f;
-}
-
-Machine::SwapOutReport Machine::swap_out(const std::string& path, int level,
-                                         std::function<void(uint64_t, uint64_t)> progress) {
-  SwapOutReport report;
-  report.checkpoint = power_fail_checkpoint(/*exit_after=*/false);
-  // From here the VM lives in its committed checkpoint: whatever happens to the swap-out, the
-  // guest does not run again in this process.
-  persistence::SwapOutOptions o;
-  o.tuning.level = level;
-  if (progress) o.tuning.progress = [progress](const persistence::SwapProgress& p) { progress(p.done_bytes, p.total_bytes); };
-  announce("swapping-out", path);
-  try {
-    auto r = persistence::swap_out_image(*image_, path, o);
-    report.swap_id = r.swap_id;
-    report.incremental = r.incremental;
-    report.released = r.released;
-    report.figures = r.figures.summary();
-    log::info("swapped out to {} (swap file {:016x}{}): {}", path, r.swap_id, r.incremental ? ", incremental" : "", r.released);
-    log::info("swap-out figures: {}", report.figures);
-  } catch (...) {
-    request_exit(0, "vm.swap_out failed after the checkpoint committed: the VM stays in its image");
-    throw;
-  }
-  return report;
 }
 
 std::optional<CheckpointFigures> Machine::last_checkpoint() const {

@@ -86,7 +86,9 @@ int main(int argc, char** argv) {
       nvhv::log::error("{}", *notice);
       return 1;
     }
-    nvhv::Machine machine(std::move(config), nvhv::MachineOptions{cold});
+    nvhv::MachineOptions machine_options{cold};
+    if (!swap_in_file.empty()) machine_options.swapped_in_from = swap_in_file;
+    nvhv::Machine machine(std::move(config), machine_options);
     return machine.run();
   } catch (const nvhv::ConfigError& e) {
     nvhv::log::error("{}", e.what());

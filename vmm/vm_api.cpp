@@ -18,6 +18,21 @@ json figures_json(const CheckpointFigures& f) {
           {"commit_us", f.commit_us},   {"total_us", f.total_us},   {"flushed_bytes", f.flushed_bytes}};
 }
 
+json swap_chunks_json(const persistence::SwapFigures& f) {
+  return {{"total", f.chunks},     {"zero", f.zero_chunks},         {"compressed", f.compressed_chunks},
+          {"raw", f.raw_chunks},   {"reused", f.reused_chunks},     {"rewritten", f.rewritten_chunks},
+          {"stored_bytes", f.stored_bytes}, {"ram_read_bytes", f.ram_read_bytes}};
+}
+
+// Whether KVM's dirty log since the swap-in chose the chunks to write anew, and how it went.
+json dirty_map_json(const Machine::SwapOutReport& r) {
+  const auto& f = r.numbers;
+  json out{{"used", f.dirty_map}, {"clean_verified", f.clean_verified}, {"marked_dirty", f.marked_dirty_chunks},
+           {"misses", f.dirty_map_misses}, {"why_not", nullptr}};
+  if (!r.no_dirty_map.empty()) out["why_not"] = r.no_dirty_map;
+  return out;
+}
+
 }  // namespace
 
 VmApi::VmApi(Machine& machine, boost::asio::io_context& io, const std::string& socket_path) : machine_(machine), io_(io) {
@@ -113,22 +128,25 @@ void VmApi::add_methods() {
     });
   });
   dispatcher_.add_method("vm.swap_out", [this](const api::Params& p, api::Reply r) {
-    p.allow_only({"path", "level"});
+    p.allow_only({"path", "level", "verify_clean"});
     const auto path = p.get<std::string>("path");
     if (path.empty()) throw api::invalid_params("path: must not be empty");
     const int level = p.get_or<int>("level", 1);
     if (level < -7 || level > 19) throw api::invalid_params("level: must be between -7 and 19");
+    const bool verify_clean = p.get_or<bool>("verify_clean", false);
     if (!machine_.persistent()) throw api::RpcError(api::code::invalid_state, "guest RAM is not persistent (no memory.backing): nothing to swap out");
-    boost::asio::post(control_, [this, r, path, level] {
+    boost::asio::post(control_, [this, r, path, level, verify_clean] {
       try {
-        auto report = machine_.swap_out(path, level, [this, path](uint64_t done, uint64_t total) {
+        auto report = machine_.swap_out(path, level, verify_clean, [this, path](uint64_t done, uint64_t total) {
           if (server_) server_->notify("vm.swap_progress", json{{"path", path}, {"done_bytes", done}, {"total_bytes", total}});
         });
         r.result({{"checkpoint", figures_json(report.checkpoint)},
                   {"swap_id", fmt::format("{:016x}", report.swap_id)},
                   {"incremental", report.incremental},
                   {"released", report.released},
-                  {"figures", report.figures}});
+                  {"figures", report.figures},
+                  {"chunks", swap_chunks_json(report.numbers)},
+                  {"dirty_map", dirty_map_json(report)}});
         boost::asio::post(io_, [this] { machine_.request_exit(0, "vm.swap_out: the VM is in its swap file"); });
       } catch (const std::logic_error& e) {
         r.error(api::code::invalid_state, e.what());

@@ -143,6 +143,41 @@ TEST_F(SwapFileTest, RestoreIntoAFileUsesWritesAndMatches) {
   EXPECT_TRUE(std::equal(ram.begin(), ram.end(), target.data() + kChunk));
 }
 
+TEST_F(SwapFileTest, RestoreIntoAReusedFileOverwritesWhatItHeld) {
+  // Short runs of non-zero pages go through the page cache, long ones with O_DIRECT (on file
+  // systems that allow it); a target that is not known to be zero is written whole.
+  std::vector<uint8_t> sparse = ram;
+  for (uint64_t page = 0; page < kRam / 4096; page += 3) std::memset(sparse.data() + page * 4096, 0, 4096);
+  write(sparse, small_chunks());
+  SwapFile f = SwapFile::open(path, SwapFile::Mode::read);
+  for (bool known_zero : {true, false}) {
+    SCOPED_TRACE(known_zero ? "known zero" : "reused");
+    std::filesystem::remove(dir.file("target.img"));
+    Backing target = Backing::open(dir.file("target.img"), kRam + kChunk, true);
+    if (!known_zero) {
+      std::memset(target.data(), 0xee, target.size());
+      target.persist(target.data(), target.size());
+    }
+    f.restore(target, kChunk, known_zero, small_chunks());
+    EXPECT_TRUE(std::equal(sparse.begin(), sparse.end(), target.data() + kChunk));
+    // What reached the file, not only the mapping.
+    const auto on_disk = test::read_file(dir.file("target.img"));
+    EXPECT_TRUE(std::equal(sparse.begin(), sparse.end(), on_disk.begin() + kChunk));
+  }
+}
+
+TEST_F(SwapFileTest, VerifiedChunksAreKeptForTheRestoreSoTheFileIsReadOnce) {
+  write(ram, small_chunks());
+  SwapFile f = SwapFile::open(path, SwapFile::Mode::read);
+  f.verify(false, small_chunks(), /*keep_for_restore=*/true);
+  // Damage the file after the check: the restore uses what the check read, and the data it
+  // checked is what lands in RAM.
+  xor_byte(path, f.chunks()[3].offset + 10);
+  EXPECT_TRUE(restored(f) == ram);
+  // Nothing is kept for a second restore: it reads the file again and finds the damage.
+  EXPECT_TRUE(contains(refusal_of([&] { restored(f); }), "chunk 3")) << refusal_of([&] { restored(f); });
+}
+
 TEST_F(SwapFileTest, ZeroChunksAreNotStored) {
   std::vector<uint8_t> sparse(kRam, 0);
   sparse[5 * kChunk + 100] = 1;
@@ -279,6 +314,9 @@ TEST_F(SwapFileTest, IncrementalRewriteCompressesOnlyDirtyChunksAndCopiesTheRest
   EXPECT_EQ(w.compressed_input_bytes, 2u * kChunk);
   EXPECT_EQ(w.compressed_chunks + w.raw_chunks, 2u);
   EXPECT_EQ(w.reused_chunks, kChunks - 2);
+  EXPECT_EQ(w.rewritten_chunks, 2u);
+  EXPECT_EQ(w.marked_dirty_chunks, 2u);
+  EXPECT_TRUE(w.dirty_map && w.clean_verified);
   EXPECT_EQ(w.dirty_map_misses, 0u);
   SwapFile f = SwapFile::open(path, SwapFile::Mode::read);
   EXPECT_EQ(f.header().base_swap_id, base.swap_id());
@@ -298,6 +336,43 @@ TEST_F(SwapFileTest, AWrongDirtyMapIsCaughtByTheChunkChecksums) {
   const SwapFigures w = write(next, small_chunks(), &b);
   EXPECT_EQ(w.dirty_map_misses, 2u);
   EXPECT_EQ(w.reused_chunks, kChunks - 2);
+  EXPECT_TRUE(restored(SwapFile::open(path, SwapFile::Mode::read)) == next);
+}
+
+TEST_F(SwapFileTest, ATrustedDirtyMapCopiesCleanChunksWithoutReadingThem) {
+  write(ram, small_chunks(), nullptr, dir.file("base.swap"));
+  SwapFile base = SwapFile::open(dir.file("base.swap"), SwapFile::Mode::read);
+  std::vector<uint8_t> next = ram;
+  next[3 * kChunk + 7] ^= 0xff;  // marked dirty
+  next[6 * kChunk + 1] ^= 0xff;  // marked dirty
+  next[9 * kChunk + 5] ^= 0xff;  // changed, but the map does not say so: trusted, it is not read
+  std::vector<bool> dirty(kChunks, false);
+  dirty[3] = dirty[6] = true;
+  SwapBase b{&base, &dirty, false};
+  const SwapFigures w = write(next, small_chunks(), &b);
+  EXPECT_TRUE(w.dirty_map);
+  EXPECT_FALSE(w.clean_verified);
+  EXPECT_EQ(w.marked_dirty_chunks, 2u);
+  EXPECT_EQ(w.rewritten_chunks, 2u);
+  EXPECT_EQ(w.reused_chunks, kChunks - 2);
+  EXPECT_EQ(w.ram_read_bytes, 2u * kChunk);
+  EXPECT_EQ(w.dirty_map_misses, 0u);  // not looked for
+  std::vector<uint8_t> expected = next;
+  expected[9 * kChunk + 5] ^= 0xff;  // the base's copy of the unmarked chunk
+  EXPECT_TRUE(restored(SwapFile::open(path, SwapFile::Mode::read)) == expected);
+  EXPECT_TRUE(contains(w.summary(), "dirty map: 2 chunks marked dirty, the clean ones copied unread")) << w.summary();
+}
+
+TEST_F(SwapFileTest, WithoutADirtyMapEveryChunkIsComparedEvenWhenTrustIsAskedFor) {
+  write(ram, small_chunks(), nullptr, dir.file("base.swap"));
+  SwapFile base = SwapFile::open(dir.file("base.swap"), SwapFile::Mode::read);
+  std::vector<uint8_t> next = ram;
+  next[9 * kChunk + 5] ^= 0xff;
+  SwapBase b{&base, nullptr, false};
+  const SwapFigures w = write(next, small_chunks(), &b);
+  EXPECT_FALSE(w.dirty_map);
+  EXPECT_EQ(w.rewritten_chunks, 1u);
+  EXPECT_EQ(w.ram_read_bytes, kRam);
   EXPECT_TRUE(restored(SwapFile::open(path, SwapFile::Mode::read)) == next);
 }
 
@@ -328,6 +403,46 @@ TEST_F(SwapFileTest, ASecondWriterOfTheSamePathIsRefused) {
   EXPECT_TRUE(contains(why, "another swap-out")) << why;
   EXPECT_TRUE(std::filesystem::exists(temp));  // not ours to remove
   ::close(fd);
+}
+
+// ---- large aligned I/O (swap_io) ----
+
+// On the test directory's file system and on tmpfs (older kernels refuse O_DIRECT there), with a
+// direct descriptor where the file system gives one and without (the page-cache fallback), every
+// span reads and writes back exactly.
+TEST(SwapIoTest, SpansOfAnyAlignmentReadAndWriteExactly) {
+  test::TempDir dir;
+  const std::string shm = "/dev/shm/nvhv-swap-io-" + std::to_string(::getpid());
+  for (const auto& [path, use_direct] : {std::pair{dir.file("io"), true}, std::pair{dir.file("io"), false},
+                                         std::pair{shm, true}, std::pair{shm, false}}) {
+    SCOPED_TRACE(path + (use_direct ? " direct" : " page cache"));
+    if (!std::filesystem::is_directory(std::filesystem::path(path).parent_path())) continue;
+    std::vector<uint8_t> bytes(3 * 4096 + 123);
+    std::mt19937_64 rng(3);
+    for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    UniqueFd rdirect = use_direct ? swapio::reopen_direct(fd.get(), O_RDONLY) : UniqueFd();
+    UniqueFd wdirect = use_direct ? swapio::reopen_direct(fd.get(), O_WRONLY) : UniqueFd();
+    swapio::AlignedBuffer buf;
+    const std::pair<uint64_t, size_t> spans[] = {{0, 10}, {100, 5000}, {4095, 4097}, {8192, 4096}, {bytes.size() - 50, 50}, {0, bytes.size()}};
+    for (auto [offset, n] : spans) {
+      const uint8_t* p = swapio::read_span(rdirect.get(), fd.get(), offset, n, buf);
+      ASSERT_NE(p, nullptr) << offset << "+" << n;
+      EXPECT_TRUE(std::equal(p, p + n, bytes.begin() + static_cast<long>(offset))) << offset << "+" << n;
+    }
+    EXPECT_EQ(swapio::read_span(rdirect.get(), fd.get(), bytes.size() - 10, 20, buf), nullptr);
+    // An aligned write (direct where allowed) and an unaligned one (page cache).
+    swapio::AlignedBuffer out;
+    std::memset(out.reserve(4096), 0x5a, 4096);
+    swapio::write_span(wdirect.get(), fd.get(), out.data(), 4096, 4096, path);
+    std::memset(bytes.data() + 4096, 0x5a, 4096);
+    swapio::write_span(wdirect.get(), fd.get(), out.data() + 1, 100, 9000, path);
+    std::memset(bytes.data() + 9000, 0x5a, 100);
+    EXPECT_TRUE(test::read_file(path) == bytes);
+    std::filesystem::remove(path);
+  }
 }
 
 // ---- the image-level protocol ----

@@ -1,0 +1,288 @@
+// Reading a swap file's chunk data: verify() and restore(). The stored chunks are contiguous in
+// RAM order, so they are read in batches of several MiB with one large read each, through O_DIRECT
+// where the file system allows it (no copy through the page cache and no cache pollution by a file
+// read once); each pool thread reads a batch and then checks, decompresses and writes its chunks,
+// so reads of one batch overlap the work on another and every core is used. A page-cache target is
+// written with O_DIRECT too: its page-cache write-back was the slowest part of a swap-in.
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include <fmt/core.h>
+
+#include "persistence/swap.hpp"
+#include "persistence/swap_internal.hpp"
+#include "persistence/swap_io.hpp"
+#include "persistence/swap_pool.hpp"
+#include "vmm/base/fault_injection.hpp"
+
+namespace nvhv::persistence {
+namespace {
+
+using namespace swapfmt;
+using swapimpl::Clock;
+
+// A batch ends before it would exceed either bound: reads stay large, and a mostly-zero or very
+// compressible file still splits into enough batches to keep every thread busy.
+constexpr uint64_t kBatchStored = 8u << 20;
+constexpr uint64_t kBatchRaw = 32u << 20;
+// Runs of non-zero pages at least this long are written with O_DIRECT; shorter ones through the
+// page cache, whose write-back gathers scattered pages better than a synchronous write each.
+constexpr uint64_t kDirectMinRun = 64 * 1024;
+
+struct Batch {
+  size_t first = 0, last = 0;   // chunks [first, last)
+  uint64_t begin = 0, end = 0;  // their stored bytes in the file
+};
+
+std::vector<Batch> make_batches(const std::vector<ChunkEntry>& chunks, uint64_t chunk_size) {
+  std::vector<Batch> out;
+  Batch b;
+  uint64_t raw = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const ChunkEntry& e = chunks[i];
+    if (b.last > b.first && (b.end - b.begin + e.stored_length > kBatchStored || raw + chunk_size > kBatchRaw)) {
+      out.push_back(b);
+      b = Batch{};
+      raw = 0;
+    }
+    if (b.last == b.first) b = Batch{i, i, e.offset, e.offset};
+    b.last = i + 1;
+    b.end = e.offset + e.stored_length;  // contiguous: checked by SwapFile::open
+    raw += chunk_size;
+  }
+  if (b.last > b.first) out.push_back(b);
+  return out;
+}
+
+// Per-thread buffers and decompression context of verify() and restore().
+struct ChunkWorker {
+  swapio::AlignedBuffer raw;  // one chunk of RAM, aligned: written with O_DIRECT
+  swapimpl::DCtxPtr dctx;
+};
+
+// Decompresses chunk i (`n` bytes of RAM) into `into` and checks its RAM checksum.
+void decompress(const SwapFile& f, size_t i, const uint8_t* stored, uint8_t* into, uint64_t n, ChunkWorker& w) {
+  const ChunkEntry& e = f.chunks()[i];
+  if (!w.dctx) {
+    w.dctx.reset(ZSTD_createDCtx());
+    if (!w.dctx) throw std::bad_alloc();
+  }
+  const size_t r = ZSTD_decompressDCtx(w.dctx.get(), into, n, stored, e.stored_length);
+  if (ZSTD_isError(r) || r != n)
+    throw SwapError(fmt::format("swap file {}: chunk {} is corrupt: {}", f.path(), i,
+                                ZSTD_isError(r) ? std::string(ZSTD_getErrorName(r)) : fmt::format("{} bytes, expected {}", r, n)));
+  if (XXH3_64bits(into, n) != e.raw_checksum)
+    throw SwapError(fmt::format("swap file {}: chunk {} is corrupt: RAM checksum mismatch after decompression", f.path(), i));
+}
+
+// Writes the pages of out[0, n) that are not all zero to the target at `offset`, in runs; the
+// target reads as zero already, so a mostly-zero chunk costs a fraction of its size in I/O.
+uint64_t write_nonzero_pages(int direct_fd, int fd, const std::string& what, const uint8_t* out, uint64_t n,
+                             uint64_t offset) {
+  uint64_t written = 0, run = 0, run_start = 0;
+  auto flush_run = [&] {
+    if (!run) return;
+    if (run >= kDirectMinRun)
+      swapio::write_span(direct_fd, fd, out + run_start, run, offset + run_start, what);
+    else
+      swapio::pwrite_full(fd, out + run_start, run, offset + run_start, what);
+    written += run;
+    run = 0;
+  };
+  for (uint64_t p = 0; p < n; p += kPage) {
+    const uint64_t len = std::min<uint64_t>(kPage, n - p);
+    if (swapimpl::is_zero(out + p, len)) {
+      flush_run();
+    } else {
+      if (!run) run_start = p;
+      run += len;
+    }
+  }
+  flush_run();
+  return written;
+}
+
+}  // namespace
+
+// The batches verify() read, kept for restore(): one buffer per batch, released once restored.
+struct SwapKeptChunks {
+  std::vector<swapio::AlignedBuffer> buffers;
+  std::vector<const uint8_t*> data;  // where each batch's first stored byte is in its buffer
+};
+
+namespace {
+
+// Memory a swap-in may hold the chunk data in between its verify and restore passes: a quarter
+// of what the kernel reports available, so that keeping it never pushes the host into reclaim.
+uint64_t keep_budget() {
+  uint64_t kib = 0;
+  if (FILE* f = std::fopen("/proc/meminfo", "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %" SCNu64 " kB", &kib) == 1) break;
+    std::fclose(f);
+  }
+  return kib * 1024 / 4;
+}
+
+}  // namespace
+
+void SwapFile::for_each_chunk(unsigned threads, const std::function<void(size_t, const uint8_t*, unsigned)>& fn,
+                              const std::function<void()>& tick, std::chrono::milliseconds interval, bool keep) const {
+  const std::vector<Batch> batches = make_batches(chunks_, header_.chunk_size);
+  std::shared_ptr<SwapKeptChunks> kept = std::exchange(kept_, nullptr);
+  if (kept && kept->data.size() != batches.size()) kept.reset();
+  std::shared_ptr<SwapKeptChunks> keeping;
+  if (keep && trailer_.stored_bytes <= keep_budget()) {
+    keeping = std::make_shared<SwapKeptChunks>();
+    keeping->buffers.resize(batches.size());
+    keeping->data.resize(batches.size(), nullptr);
+  }
+  // Direct reads: a page-cache copy of a file read once (twice at most) would only displace other
+  // data. -1 when the file system refuses O_DIRECT: read_span then reads through the page cache.
+  const UniqueFd direct = swapio::reopen_direct(fd_.get(), O_RDONLY);
+  if (!direct) ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  threads = static_cast<unsigned>(std::clamp<size_t>(threads, 1, std::max<size_t>(batches.size(), 1)));
+  std::vector<swapio::AlignedBuffer> buffers(threads);
+  auto work = [&](size_t k, unsigned w) {
+    const Batch& b = batches[k];
+    const uint8_t* data = nullptr;
+    swapio::AlignedBuffer taken;  // a kept batch, freed when this one is done
+    if (kept && kept->data[k]) {
+      data = kept->data[k];
+      taken = std::move(kept->buffers[k]);
+    } else if (b.end > b.begin) {
+      data = swapio::read_span(direct.get(), fd_.get(), b.begin, b.end - b.begin, keeping ? keeping->buffers[k] : buffers[w]);
+      if (!data) fail(fmt::format("is truncated in chunks {}..{} (offset {})", b.first, b.last - 1, b.begin));
+      if (keeping) keeping->data[k] = data;
+    }
+    for (size_t i = b.first; i < b.last; ++i) {
+      const ChunkEntry& e = chunks_[i];
+      const uint8_t* stored = e.kind == kZero ? nullptr : data + (e.offset - b.begin);
+      if (stored) check_stored(i, stored);
+      fn(i, stored, w);
+    }
+  };
+  swappool::parallel_for(batches.size(), threads, work, tick, interval);
+  kept_ = std::move(keeping);
+}
+
+SwapFigures SwapFile::file_figures(uint64_t bytes_scanned) const {
+  SwapFigures f;
+  f.ram_bytes = header_.ram_size;
+  f.bytes_scanned = bytes_scanned;
+  f.chunks = chunks_.size();
+  for (const auto& e : chunks_) {
+    f.zero_chunks += e.kind == kZero;
+    f.compressed_chunks += e.kind == kZstd;
+    f.raw_chunks += e.kind == kRaw;
+  }
+  f.stored_bytes = trailer_.stored_bytes;
+  f.file_bytes = file_size_;
+  return f;
+}
+
+SwapFigures SwapFile::verify(bool decompress_too, const SwapTuning& tuning, bool keep_for_restore) const {
+  const auto t0 = Clock::now();
+  const unsigned threads = swappool::thread_count(tuning.threads);
+  std::vector<ChunkWorker> workers(threads);
+  std::atomic<uint64_t> done{0};
+  auto work = [&](size_t i, const uint8_t* stored, unsigned w) {
+    const uint64_t n = chunk_raw_size(i);
+    if (decompress_too && chunks_[i].kind == kZstd) {
+      ChunkWorker& cw = workers[w];
+      decompress(*this, i, stored, cw.raw.reserve(n), n, cw);
+    }
+    done += n;
+  };
+  auto tick = [&] {
+    if (tuning.progress) tuning.progress({"verify", done.load(), header_.ram_size, swapimpl::seconds_since(t0)});
+  };
+  for_each_chunk(threads, work, tick, tuning.progress_interval, keep_for_restore);
+  SwapFigures f = file_figures(done);
+  f.seconds = swapimpl::seconds_since(t0);
+  tick();
+  return f;
+}
+
+SwapFigures SwapFile::restore(Backing& target, uint64_t ram_offset, bool known_zero, const SwapTuning& tuning) const {
+  const auto t0 = Clock::now();
+  if (ram_offset + header_.ram_size > target.size())
+    throw std::invalid_argument(fmt::format("{} is too small to restore {} bytes of RAM at {}", target.path(),
+                                            header_.ram_size, ram_offset));
+  // Page-cache files take large writes (cheaper than faulting in every page of the mapping), with
+  // O_DIRECT where allowed; DAX and memory are written through the mapping and flushed per chunk.
+  const bool by_write = target.kind() == BackingKind::file && target.fd() >= 0;
+  const UniqueFd direct = by_write ? swapio::reopen_direct(target.fd(), O_WRONLY) : UniqueFd();
+  uint8_t* ram = target.data() + ram_offset;
+  const unsigned threads = swappool::thread_count(tuning.threads);
+  std::vector<ChunkWorker> workers(threads);
+  std::atomic<uint64_t> done{0}, written{0};
+  std::atomic<size_t> finished{0};
+  const size_t half = chunks_.size() / 2;
+  auto work = [&](size_t i, const uint8_t* stored, unsigned w) {
+    const ChunkEntry& e = chunks_[i];
+    const uint64_t n = chunk_raw_size(i);
+    const uint64_t at = i * uint64_t{header_.chunk_size};
+    uint8_t* dest = ram + at;
+    ChunkWorker& cw = workers[w];
+    if (e.kind == kZero) {
+      if (!known_zero && !swapimpl::is_zero(dest, n)) {
+        std::memset(dest, 0, n);
+        if (!by_write) target.flush(dest, n);
+        written += n;
+      }
+    } else if (by_write) {
+      const uint8_t* out = stored;
+      if (e.kind == kZstd) {
+        out = cw.raw.reserve(n);
+        decompress(*this, i, stored, cw.raw.data(), n, cw);
+      } else if (direct && reinterpret_cast<uintptr_t>(stored) % swapio::kDirectAlign != 0) {
+        out = static_cast<const uint8_t*>(std::memcpy(cw.raw.reserve(n), stored, n));  // O_DIRECT needs it aligned
+      }
+      if (known_zero) {
+        written += write_nonzero_pages(direct.get(), target.fd(), target.path(), out, n, ram_offset + at);
+      } else {
+        swapio::write_span(direct.get(), target.fd(), out, n, ram_offset + at, target.path());
+        written += n;
+      }
+    } else {
+      if (e.kind == kZstd)
+        decompress(*this, i, stored, dest, n, cw);
+      else
+        std::memcpy(dest, stored, n);
+      target.flush(dest, n);
+      written += n;
+    }
+    done += n;
+    if (finished.fetch_add(1) + 1 == half) fault_point("swap-in:mid-ram");
+  };
+  auto tick = [&] {
+    if (tuning.progress) tuning.progress({"swap-in", done.load(), header_.ram_size, swapimpl::seconds_since(t0)});
+  };
+  for_each_chunk(threads, work, tick, tuning.progress_interval, false);
+  if (by_write) {
+    target.persist(ram, header_.ram_size);  // msync: writes back the range, however it was dirtied
+    // Direct writes leave nothing in the page cache for msync to see; the file's block allocation
+    // (unwritten extents turned written) still has to reach the journal.
+    if (direct) swapio::fsync_or_throw(target.fd(), target.path());
+  } else {
+    target.drain();
+  }
+  SwapFigures f = file_figures(done);
+  f.written_bytes = written;
+  f.seconds = swapimpl::seconds_since(t0);
+  tick();
+  return f;
+}
+
+}  // namespace nvhv::persistence
