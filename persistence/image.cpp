@@ -12,6 +12,7 @@
 #include "persistence/identity.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
+#include "vmm/base/wall_clock.hpp"
 
 namespace nvhv::persistence {
 namespace {
@@ -47,12 +48,6 @@ bool blank_header_area(const uint8_t* d, const SwapRecord& r) {
 
 bool header_sizes_sane(const ImageHeader& h) {
   return h.header_size == sizeof h && h.header_region == kHeaderRegion && h.identity_length <= kMaxIdentity;
-}
-
-uint64_t now_realtime_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 std::string format_time(uint64_t ns) {
@@ -244,7 +239,7 @@ void Image::format(const ImageGeometry& geo, const std::string& canonical) {
   h.vcpus = geo.vcpus;
   h.identity_length = static_cast<uint32_t>(canonical.size());
   h.identity_hash = identity_hash(canonical);
-  h.created_realtime_ns = now_realtime_ns();
+  h.created_realtime_ns = realtime_ns();
   // A swap-in formats the target it marked incoming: the mark must survive, so that the image
   // stays refused by a plain open until the swap-in publishes it. Anything else is cleared.
   const SwapRecord swap = read_swap_record(d);
@@ -445,7 +440,7 @@ uint64_t Image::commit() {
   backing_->persist(&h.generation, sizeof h.generation);
   // After the commit point and outside the checksum, so it cannot delay or endanger the commit:
   // when it committed, for the operator (a hold-up window is judged against it).
-  std::atomic_ref<uint64_t>(h.committed_at_ns).store(now_realtime_ns(), std::memory_order_release);
+  std::atomic_ref<uint64_t>(h.committed_at_ns).store(realtime_ns(), std::memory_order_release);
   backing_->persist(&h.committed_at_ns, sizeof h.committed_at_ns);
 
   prepared_ = false;
@@ -469,7 +464,7 @@ uint64_t Image::saved_at_ns() const {
 void Image::mark_consumed() {
   if (status_ != ImageStatus::resumable) throw std::logic_error("Image::mark_consumed() without a resumable checkpoint");
   SlotHeader& h = slot_header(active_);
-  const uint64_t now = std::max<uint64_t>(now_realtime_ns(), 1);
+  const uint64_t now = std::max<uint64_t>(realtime_ns(), 1);
   std::atomic_ref<uint64_t>(h.consumed_at_ns).store(now, std::memory_order_release);
   backing_->persist(&h.consumed_at_ns, sizeof h.consumed_at_ns);
   status_ = ImageStatus::no_checkpoint;
@@ -517,7 +512,7 @@ void Image::begin_swap_out(uint64_t swap_id, uint64_t swap_path_hash) {
   next.state = kSwapOutgoing;
   next.peer_id = swap_id;
   next.peer_path_hash = swap_path_hash;
-  next.changed_at_ns = now_realtime_ns();
+  next.changed_at_ns = realtime_ns();
   store_swap_state(*backing_, r, next);
 }
 
@@ -526,7 +521,7 @@ void Image::finish_swap_out() {
   if (r.state != kSwapOutgoing) throw std::logic_error("Image::finish_swap_out() without begin_swap_out()");
   SwapRecord next = r;
   next.state = kSwapReleased;
-  next.changed_at_ns = now_realtime_ns();
+  next.changed_at_ns = realtime_ns();
   store_swap_state(*backing_, r, next);
 }
 
@@ -536,7 +531,7 @@ void Image::publish_swap_in() {
   SwapRecord next = r;
   next.state = kSwapInUse;
   next.origin_id = r.peer_id;
-  next.changed_at_ns = now_realtime_ns();
+  next.changed_at_ns = realtime_ns();
   store_swap_state(*backing_, r, next);
 }
 
@@ -548,7 +543,7 @@ void Image::mark_incoming(Backing& backing, uint64_t swap_id, uint64_t swap_path
   next.state = kSwapIncoming;
   next.peer_id = swap_id;
   next.peer_path_hash = swap_path_hash;
-  next.changed_at_ns = now_realtime_ns();
+  next.changed_at_ns = realtime_ns();
   store_swap_state(backing, r, next);
 }
 

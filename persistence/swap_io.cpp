@@ -18,6 +18,7 @@
 #include <fmt/core.h>
 
 #include "vmm/base/error.hpp"
+#include "vmm/base/wall_clock.hpp"
 
 namespace nvhv::persistence::swapio {
 namespace {
@@ -101,12 +102,6 @@ uint64_t random_id() {
     if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) v = realtime_ns() ^ (uint64_t(::getpid()) << 32);
   }
   return v;
-}
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 AlignedBuffer::~AlignedBuffer() { std::free(data_); }

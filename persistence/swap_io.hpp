@@ -26,7 +26,6 @@ bool try_lock(int fd, bool exclusive);
 std::string absolute_path(const std::filesystem::path& p);
 uint64_t path_hash(const std::string& absolute);
 uint64_t random_id();  // never 0
-uint64_t realtime_ns();
 
 // Sequential writer of a new file from offset 0. Everything goes through an aligned 8 MiB
 // buffer written with O_DIRECT when the file system allows it: on the disks measured

@@ -17,6 +17,7 @@
 #include "persistence/swap_io.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/fault_injection.hpp"
+#include "vmm/base/wall_clock.hpp"
 
 namespace nvhv::persistence {
 namespace {
@@ -196,7 +197,7 @@ void SwapFile::mark_consumed(const std::string& target) {
   swapio::fsync_or_throw(fd_.get(), path_);
   fault_point("swap-in:after-consume-record");
   // The one store that decides: a single aligned 8-byte write, within one sector.
-  c.consumed_at_ns = std::max<uint64_t>(swapio::realtime_ns(), 1);
+  c.consumed_at_ns = std::max<uint64_t>(realtime_ns(), 1);
   swapio::pwrite_full(fd_.get(), &c.consumed_at_ns, sizeof c.consumed_at_ns, kConsumedOffset, path_);
   swapio::fsync_or_throw(fd_.get(), path_);
   consumed_ = {c.consumed_at_ns, shown, c.target_path_hash};

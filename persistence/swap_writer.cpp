@@ -22,6 +22,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/base/fault_injection.hpp"
 #include "vmm/base/log.hpp"
+#include "vmm/base/wall_clock.hpp"
 
 namespace nvhv::persistence {
 namespace {
@@ -189,7 +190,7 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
   h.format_version = kFormatVersion;
   h.header_size = sizeof h;
   h.swap_id = swap_id;
-  h.created_realtime_ns = swapio::realtime_ns();
+  h.created_realtime_ns = realtime_ns();
   h.ram_size = ram_size;
   h.vcpus = src.vcpus;
   h.chunk_size = tuning.chunk_size;

@@ -189,26 +189,15 @@ void Machine::load_guest() {
     if (looks_like_bzimage(kernel)) {
       LinuxBoot linux_boot = load_linux(kernel, initrd, config_.cmdline, *memory_, pmem_e820_);
       entry_ = linux_boot.entry64;
-      boot_info_ = linux_boot.zero_page;
       pvh_start_info_ = 0;
     } else if (looks_like_elf(kernel)) {
       LoadedElf elf = load_elf(kernel, *memory_);
       entry_ = elf.entry64;
-      std::optional<InitrdPlacement> module;
-      if (!initrd.empty()) {
-        // Page-aligned, as high in low RAM as it fits, clear of the kernel.
-        const uint64_t low_end = memory_->regions()[0].size;
-        if (initrd.size() > low_end || ((low_end - initrd.size()) & ~0xfffull) < elf.highest)
-          throw std::runtime_error(config_.initrd->string() + ": no room for the initrd above the kernel");
-        const uint64_t at = (low_end - initrd.size()) & ~0xfffull;
-        memory_->write(at, initrd);
-        module = InitrdPlacement{at, initrd.size()};
-      }
+      const auto module = place_initrd(*memory_, initrd, memory_->regions()[0].size, elf.highest);
       // Both boot ABIs at once: %rbx gets the PVH start info (testos and other PVH kernels),
       // %rsi a Linux zero page, so a Linux vmlinux enters at startup_64 as from a bzImage.
       pvh_start_info_ = write_pvh_start_info(*memory_, config_.cmdline, module, pmem_e820_);
       write_zero_page(*memory_, {}, module, pmem_e820_);
-      boot_info_ = layout::kZeroPage;
     } else {
       throw std::runtime_error("neither an ELF64 kernel nor a bzImage");
     }
@@ -230,7 +219,7 @@ void Machine::setup_boot_vcpu(Vcpu& vcpu) {
   kvm_sregs sregs = vcpu.fd().get_sregs();
   x86::set_long_mode_sregs(sregs);
   vcpu.fd().set_sregs(sregs);
-  vcpu.fd().set_regs(x86::long_mode_entry_regs(entry_, pvh_start_info_, boot_info_));
+  vcpu.fd().set_regs(x86::long_mode_entry_regs(entry_, pvh_start_info_, layout::kZeroPage));
   kvm_fpu fpu{};
   fpu.fcw = 0x37f;
   fpu.mxcsr = 0x1f80;

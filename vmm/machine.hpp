@@ -192,7 +192,6 @@ class Machine {
   std::vector<uint32_t> supported_msrs_;
   std::vector<kvm_cpuid_entry2> supported_cpuid_;
   uint64_t entry_ = 0;
-  uint64_t boot_info_ = 0;       // Linux zero page, %rsi
   uint64_t pvh_start_info_ = 0;  // PVH hvm_start_info, %rbx
 
   boost::asio::io_context io_;

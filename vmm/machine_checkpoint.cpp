@@ -8,6 +8,7 @@
 #include "persistence/snapshottable.hpp"
 #include "vmm/base/fault_injection.hpp"
 #include "vmm/base/log.hpp"
+#include "vmm/base/wall_clock.hpp"
 #include "vmm/machine.hpp"
 #include "vmm/state/kvm_state.hpp"
 
@@ -18,12 +19,6 @@ using Clock = std::chrono::steady_clock;
 
 uint64_t micros(Clock::time_point a, Clock::time_point b) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(b - a).count());
-}
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 }  // namespace

@@ -117,6 +117,21 @@ TEST(LinuxLoader, ZeroPageForAKernelWithoutSetupHeader) {
   EXPECT_EQ(at<uint32_t>(last, 16), 12u);
 }
 
+TEST(LinuxLoader, PlacesTheInitrdHighAndPageAlignedClearOfTheKernel) {
+  Ram ram(64 << 20);
+  std::vector<uint8_t> initrd(0x12345, 0x5a);
+  const auto placed = place_initrd(ram.memory, initrd, 48 << 20, 16 << 20);
+  ASSERT_TRUE(placed);
+  EXPECT_EQ(placed->paddr, ((48u << 20) - initrd.size()) & ~0xfffull);
+  EXPECT_EQ(placed->size, initrd.size());
+  EXPECT_EQ(std::memcmp(ram.memory.host_range(placed->paddr, initrd.size()), initrd.data(), initrd.size()), 0);
+  EXPECT_FALSE(place_initrd(ram.memory, {}, 48 << 20, 16 << 20));
+  // One byte too many for the room above the kernel once aligned down: refused, nothing written.
+  std::vector<uint8_t> big((32 << 20) + 1, 0x77);
+  EXPECT_THROW(place_initrd(ram.memory, big, 48 << 20, 16 << 20), std::runtime_error);
+  EXPECT_EQ(*ram.memory.host_range(16 << 20, 1), 0);
+}
+
 TEST(LinuxLoader, LoadsDebiansKernel) {
   std::filesystem::path kernel;
   if (std::filesystem::exists("/boot"))

@@ -98,6 +98,17 @@ void write_zero_page(const GuestMemory& memory, std::span<const uint8_t> setup_h
   }
 }
 
+std::optional<InitrdPlacement> place_initrd(const GuestMemory& memory, std::span<const uint8_t> initrd, uint64_t low_end,
+                                            uint64_t kernel_end) {
+  if (initrd.empty()) return std::nullopt;
+  if (initrd.size() > low_end || ((low_end - initrd.size()) & ~0xfffull) < kernel_end)
+    throw std::runtime_error(fmt::format("no room for a {} MiB initrd below {:#x} above the kernel (which ends at {:#x})",
+                                         initrd.size() >> 20, low_end, kernel_end));
+  const uint64_t at = (low_end - initrd.size()) & ~0xfffull;
+  memory.write(at, initrd);
+  return InitrdPlacement{at, initrd.size()};
+}
+
 LinuxBoot load_linux(std::span<const uint8_t> bzimage, std::span<const uint8_t> initrd, const std::string& cmdline,
                      const GuestMemory& memory, const std::vector<E820Entry>& extra_e820) {
   if (!looks_like_bzimage(bzimage)) bad("no \"HdrS\" setup header");
@@ -125,19 +136,11 @@ LinuxBoot load_linux(std::span<const uint8_t> bzimage, std::span<const uint8_t> 
   memory.write(layout::kCmdline, std::span(reinterpret_cast<const uint8_t*>(cmdline.c_str()), cmdline.size() + 1));
 
   LinuxBoot boot{kLoadAddress + 0x200, layout::kZeroPage, kLoadAddress + footprint, std::nullopt};
-  std::optional<InitrdPlacement> placed;
-  if (!initrd.empty()) {
-    // Highest page-aligned place in low RAM that the kernel accepts and that stays clear of the
-    // area the decompressor uses.
-    const uint64_t addr_max = get<uint32_t>(bzimage, kInitrdAddrMax);
-    const uint64_t low_end = std::min<uint64_t>(memory.regions()[0].size, addr_max + 1);
-    if (initrd.size() > low_end || low_end - initrd.size() < boot.kernel_end)
-      bad(fmt::format("no room for a {} MiB initrd below {:#x} above the kernel", initrd.size() >> 20, low_end));
-    const uint64_t at = (low_end - initrd.size()) & ~0xfffull;
-    memory.write(at, initrd);
-    placed = InitrdPlacement{at, initrd.size()};
-    boot.initrd_at = at;
-  }
+  // Below the highest address the kernel accepts, clear of the area the decompressor uses.
+  const uint64_t addr_max = get<uint32_t>(bzimage, kInitrdAddrMax);
+  const uint64_t low_end = std::min<uint64_t>(memory.regions()[0].size, addr_max + 1);
+  std::optional<InitrdPlacement> placed = place_initrd(memory, initrd, low_end, boot.kernel_end);
+  if (placed) boot.initrd_at = placed->paddr;
   write_zero_page(memory, bzimage.subspan(kHeaderStart, header_end - kHeaderStart), placed, extra_e820);
   return boot;
 }

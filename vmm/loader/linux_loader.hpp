@@ -28,6 +28,11 @@ struct LinuxBoot {
 void write_zero_page(const GuestMemory& memory, std::span<const uint8_t> setup_header,
                      std::optional<InitrdPlacement> initrd, const std::vector<E820Entry>& extra_e820);
 
+// Copies an initrd to the highest page-aligned place below `low_end` that stays clear of
+// everything below `kernel_end` (what both boot ABIs ask of a loader); nullopt for none.
+std::optional<InitrdPlacement> place_initrd(const GuestMemory& memory, std::span<const uint8_t> initrd, uint64_t low_end,
+                                            uint64_t kernel_end);
+
 bool looks_like_bzimage(std::span<const uint8_t> image);
 
 // `extra_e820` entries (e.g. persistent-memory regions, type 12) are added to the guest's map.
