@@ -214,10 +214,13 @@ struct BadImage : ::testing::Test {
     ASSERT_TRUE(PersistentVm::wait_ticks(*run, 2));
     run->signal(SIGPWR);
     ASSERT_EQ(run->wait(30s).value_or(-1), 0) << run->describe();
+    ASSERT_TRUE(run->wait_stderr(std::regex("power-fail checkpoint gen=1 "), 1s)) << run->describe();
     image = vm.dir.file("vm.img");
   }
   RunResult run_nvhv(const std::string& config) { return run_command({nvhv_bin(), "run", config}, 20s); }
-  PersistentVm vm{1, "tick_ms=10 mem_mib=2 ticks=3"};
+  // Enough ticks that the notice after tick 2 always finds the guest running (with ticks=3 it
+  // could power off first and leave no checkpoint to damage); a cold boot then ends in 0.3 s.
+  PersistentVm vm{1, "tick_ms=10 mem_mib=2 ticks=30"};
   std::string image;
 };
 
