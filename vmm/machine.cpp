@@ -27,6 +27,14 @@ namespace nvhv {
 namespace {
 constexpr uint32_t kSerialIrq = 4;
 constexpr uint64_t kCom1 = 0x3f8;
+
+// For the calling thread; threads inherit it when they are created.
+void set_power_fail_signal_blocked(bool blocked) {
+  sigset_t power_fail;
+  sigemptyset(&power_fail);
+  sigaddset(&power_fail, SIGPWR);
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &power_fail, nullptr);
+}
 }  // namespace
 
 Machine::Machine(GuestConfig config, MachineOptions options) : config_(std::move(config)), options_(options) {
@@ -277,12 +285,19 @@ int Machine::run() {
   start_event_loop();
   if (writeback_) writeback_->start();
   vcpus_->start();
+  if (options_.lifecycle) options_.lifecycle("running", resumed() ? fmt::format("resumed gen={}", resumed_generation_) : "booted");
+  // main() holds SIGPWR back from the start, so a notice that arrives while a resume has consumed
+  // its checkpoint cannot kill nvhv by its default action; from here it takes a new checkpoint.
+  // Once the run ends a notice has nothing left to do: it is held back again, so that it cannot
+  // kill the process on its way out either.
+  set_power_fail_signal_blocked(false);
   int status;
   {
     std::unique_lock lock(exit_mu_);
     exit_cv_.wait(lock, [&] { return exit_status_.has_value(); });
     status = *exit_status_;
   }
+  set_power_fail_signal_blocked(true);
   vcpus_->stop_and_join();
   serial_->flush_output();
   // Whatever the guest wrote to persistent regions reaches the medium on every way out, not
@@ -295,8 +310,8 @@ int Machine::run() {
       status = status ? status : 1;
     }
   }
+  announce("stopped", exit_reason_);
   if (api_) {
-    announce("stopped", exit_reason_);
     // Give the event loop a moment to write out replies and notifications already queued
     // (vm.power_fail's answer, the last state change) before the sockets close.
     for (int hop = 0; hop < 3; ++hop) {

@@ -46,6 +46,11 @@ struct MachineOptions {
   // The swap file this run was swapped in from (run --swap-in): the base of an incremental
   // vm.swap_out to another path.
   std::optional<std::filesystem::path> swapped_in_from;
+  // Told of the run's life cycle (the host registry and systemd notifications, vmm/fleet/):
+  // ("running", "booted" or "resumed gen=N") on run()'s thread once the vCPUs start, then from
+  // any thread each state announce() reports ("checkpointing", "stopping", "swapping-out",
+  // "stopped", ...). Those calls come from the power-fail path: they must not block.
+  std::function<void(const std::string& state, const std::string& reason)> lifecycle;
 };
 
 // What one power-fail checkpoint cost, as printed and reported by vm.stats.

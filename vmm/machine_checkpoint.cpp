@@ -175,6 +175,11 @@ void Machine::on_power_fail_signal() {
     request_exit(0, "SIGPWR without persistent memory");
     return;
   }
+  // Several notices for one power failure are normal (a UPS daemon and systemd both send one).
+  if (checkpoint_started_) {
+    log::info("power-fail notice: a checkpoint is already under way");
+    return;
+  }
   try {
     power_fail_checkpoint();
   } catch (const std::exception& e) {

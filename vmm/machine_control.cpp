@@ -46,6 +46,7 @@ void Machine::set_state_listener(std::function<void(const std::string&, const st
 void Machine::set_api(std::unique_ptr<VmApi> api) { api_ = std::move(api); }
 
 void Machine::announce(const std::string& new_state, const std::string& reason) {
+  if (options_.lifecycle) options_.lifecycle(new_state, reason);
   std::lock_guard lock(listener_mu_);
   if (state_listener_) state_listener_(new_state, reason);
 }

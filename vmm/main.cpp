@@ -7,7 +7,10 @@
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
+#include "vmm/fleet/registry_commands.hpp"
+#include "vmm/fleet/run_reporting.hpp"
 #include "vmm/kvm/kvm.hpp"
+#include "vmm/libvirt_import.hpp"
 #include "vmm/machine.hpp"
 #include "vmm/swap_commands.hpp"
 
@@ -24,18 +27,22 @@ nvhv::log::Level parse_level(const std::string& s) {
 
 // Signals the event loop handles must not kill a thread that happens to receive them first.
 void block_event_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGTERM, SIGINT, SIGPWR, SIGHUP}) sigaddset(&set, s);
-  // Asio's signal_set installs real handlers; leaving the signals unblocked everywhere is fine,
-  // but SIGPIPE from a vanished serial reader must never kill the VMM.
+  // A power-fail notice (systemd's KillSignal, nvhvctl fleet power-fail) must never kill nvhv by
+  // its default action, least of all after a resume consumed the checkpoint: it stays pending
+  // until Machine::run() unblocks it with its handler in place, and then checkpoints.
+  sigset_t power_fail;
+  sigemptyset(&power_fail);
+  sigaddset(&power_fail, SIGPWR);
+  pthread_sigmask(SIG_BLOCK, &power_fail, nullptr);
+  // Asio's signal_set installs real handlers for the others; SIGPIPE from a vanished serial
+  // reader must never kill the VMM.
   std::signal(SIGPIPE, SIG_IGN);
-  (void)set;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  block_event_signals();  // first: from here on a power-fail notice can no longer kill nvhv
   CLI::App app{"nvhv: a KVM virtual machine monitor whose guests survive power loss", "nvhv"};
   app.set_version_flag("--version", std::string(NVHV_VERSION));
   app.require_subcommand(1);
@@ -52,6 +59,8 @@ int main(int argc, char** argv) {
   nvhv::SwapCommandOptions swap_options;
   run->add_option("--swap-in", swap_in_file, "Restore the VM from this swap file into memory.backing, then resume it");
   run->add_flag("--force-swap-in", force_swap_in, "Override the refusals that protect a VM's only copy (recovery by hand)");
+  nvhv::fleet::RunReporting reporting(*run);  // --register, --state-dir; systemd notifications
+  nvhv::fleet::RegistryCommands registry_commands(app);  // register, unregister, inspect
 
   auto* swap_out = app.add_subcommand("swap-out", "Swap a stopped VM with a committed checkpoint out to a file, freeing its image");
   std::string swap_config_path, swap_to;
@@ -61,6 +70,17 @@ int main(int argc, char** argv) {
   swap_out->add_option("--threads", swap_options.threads, "Compression threads (default: one per CPU)");
   swap_out->add_flag("--force", swap_options.force, "Overwrite a swap file that still holds a VM (recovery by hand)");
 
+  auto* swap_in_cmd = app.add_subcommand("swap-in", "Restore a swapped-out VM into its memory.backing as a resumable image, without running it");
+  std::string swap_in_config_path, swap_from;
+  nvhv::SwapCommandOptions swap_in_options;
+  swap_in_cmd->add_option("config", swap_in_config_path, "guest.json of the VM")->required();
+  swap_in_cmd->add_option("--from", swap_from, "Swap file written by swap-out or vm.swap_out")->required();
+  swap_in_cmd->add_flag("--force", swap_in_options.force, "Override the refusals that protect a VM's only copy (recovery by hand)");
+
+  auto* import_libvirt = app.add_subcommand("import-libvirt", "Print the guest.json for a libvirt domain XML (docs/import-libvirt.md)");
+  std::string domain_xml;
+  import_libvirt->add_option("domain", domain_xml, "libvirt domain XML file, or - for standard input")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -68,33 +88,47 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitUsage;
   }
   nvhv::log::set_level(parse_level(log_level));
-  block_event_signals();
 
   try {
+    if (auto rc = registry_commands.run()) return *rc;
+    if (import_libvirt->parsed()) {
+      // The whole document first: nothing reaches stdout unless the import succeeded.
+      std::string guest_json = nvhv::import_libvirt_file(domain_xml).dump(2) + "\n";
+      std::cout << guest_json << std::flush;
+      return std::cout ? 0 : 1;
+    }
     if (swap_out->parsed()) {
       // Offline: no KVM needed, only the image and the swap file.
       auto config = nvhv::load_config(swap_config_path, 254);
       return nvhv::swap_out_offline(config, swap_to, swap_options);
     }
+    if (swap_in_cmd->parsed()) {
+      // Offline too: the next `nvhv run guest.json` resumes what this restored.
+      auto config = nvhv::load_config(swap_in_config_path, 254);
+      return nvhv::swap_in(config, swap_from, swap_in_options);
+    }
     nvhv::KvmSystem probe;
     auto config = nvhv::load_config(config_path, static_cast<uint32_t>(std::min(probe.max_vcpus(), 254)));
+    reporting.starting(config_path, config);
     if (!swap_in_file.empty()) {
       nvhv::SwapCommandOptions in_options;
       in_options.force = force_swap_in;
-      if (int rc = nvhv::swap_in(config, swap_in_file, in_options)) return rc;
+      if (int rc = nvhv::swap_in(config, swap_in_file, in_options))
+        return reporting.failed(rc, "swap-in from " + swap_in_file + " failed (its log says why)");
     } else if (auto notice = nvhv::swap_run_notice(config)) {
       nvhv::log::error("{}", *notice);
-      return 1;
+      return reporting.failed(1, *notice);
     }
     nvhv::MachineOptions machine_options{cold};
     if (!swap_in_file.empty()) machine_options.swapped_in_from = swap_in_file;
+    machine_options.lifecycle = reporting.lifecycle();
     nvhv::Machine machine(std::move(config), machine_options);
-    return machine.run();
+    return reporting.finished(machine.run(), machine);
   } catch (const nvhv::ConfigError& e) {
     nvhv::log::error("{}", e.what());
-    return kExitUsage;
+    return reporting.failed(kExitUsage, e.what());
   } catch (const std::exception& e) {
     nvhv::log::error("{}", e.what());
-    return 1;
+    return reporting.failed(1, e.what());
   }
 }

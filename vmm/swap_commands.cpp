@@ -113,7 +113,7 @@ int swap_in(const GuestConfig& config, const std::filesystem::path& from, const 
     o.force = options.force;
     const auto r = persistence::swap_in_image(from, target, config.identity(), config.memory_bytes(), config.vcpus, o);
     if (r.already_done) {
-      log::info("{} was already swapped in to {} (swap file {:016x}): resuming it", from.string(), target, r.swap_id);
+      log::info("{} was already swapped in to {} (swap file {:016x}): nothing to restore", from.string(), target, r.swap_id);
       return 0;
     }
     log::info("swapped in {} (swap file {:016x}) to {}: checkpoint gen={} committed", from.string(), r.swap_id, target,

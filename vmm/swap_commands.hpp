@@ -2,7 +2,8 @@
 // The command-line side of swapping a VM out to ordinary storage and back (docs/swap-format.md):
 //   nvhv swap-out guest.json --to FILE     -> swap_out_offline()
 //   nvhv run guest.json --swap-in FILE     -> swap_in(), then the normal resume path
-// Both print progress on stderr and the final figures in the log.
+//   nvhv swap-in guest.json --from FILE    -> swap_in() alone; a later `nvhv run` resumes
+// All print progress on stderr and the final figures in the log.
 #include <filesystem>
 #include <optional>
 #include <string>

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "tools/nvhvctl/fleet.hpp"
 #include "vmm/api/line_client.hpp"
 #include "vmm/base/error.hpp"
 
@@ -86,10 +87,13 @@ int follow(LineClient& client, const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `nvhvctl fleet ...` works on every VM of the host registry instead of one socket (docs/fleet.md).
+  if (argc > 1 && std::string(argv[1]) == "fleet") return nvhvctl::fleet_main(argc - 1, argv + 1);
   Options o;
   CLI::App app{"Talks to a running nvhv over its JSON-RPC API socket.\n"
                "  nvhvctl --socket PATH METHOD [PARAMS_JSON]   one call; prints the result as JSON\n"
-               "  nvhvctl --socket PATH --follow               prints notifications, one per line",
+               "  nvhvctl --socket PATH --follow               prints notifications, one per line\n"
+               "  nvhvctl fleet list|power-fail|resume         every VM of the host registry (docs/fleet.md)",
                "nvhvctl"};
   app.add_option("-s,--socket", o.socket, "API socket of the nvhv instance")->envname("NVHV_API_SOCKET")->required();
   auto* method = app.add_option("method", o.method, "method to call, e.g. vmm.ping or vm.status");
