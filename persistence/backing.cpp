@@ -221,6 +221,20 @@ void Backing::map_source(const pmem2_source* src, size_t length) {
   drain_fn_ = pmem2_get_drain_fn(map_);
 }
 
+void Backing::start_writeback(const void* p, size_t n) const {
+  // The mapping starts at file offset 0 (map_source), so an address gives its file offset.
+  const uint64_t offset = static_cast<uint64_t>(static_cast<const uint8_t*>(p) - data_);
+  const uint64_t first = offset & ~uint64_t{4095};
+  if (::sync_file_range(fd_.get(), static_cast<off_t>(first), static_cast<off_t>(offset + n - first),
+                        SYNC_FILE_RANGE_WRITE) != 0)
+    throw SystemError(errno, fmt::format("write back {} bytes of {} at offset {}", n, path_, offset));
+}
+
+void Backing::wait_for_writeback() const {
+  // Also waits for pages already under write-back and flushes the device's volatile cache.
+  if (::fdatasync(fd_.get()) != 0) throw SystemError(errno, fmt::format("fdatasync {}", path_));
+}
+
 Backing::Backing(Backing&& o) noexcept { *this = std::move(o); }
 
 Backing& Backing::operator=(Backing&& o) noexcept {

@@ -65,15 +65,27 @@ class Backing {
 
   // Makes [p, p+n) durable: flush + drain, or msync for page granularity.
   void persist(const void* p, size_t n) const { persist_fn_(p, n); }
-  // flush() many ranges, then drain() once: cheaper than one persist per range.
-  void flush(const void* p, size_t n) const { flush_fn_(p, n); }
-  void drain() const { drain_fn_(); }
+  // flush() many ranges, then drain() once: cheaper than one persist per range. For a file
+  // behind the page cache, flush() only starts the write-back of the range and drain() waits for
+  // all of it with one fdatasync: an msync per range is a synchronous round trip (and on ext4
+  // a journal commit) each, where the block layer could merge and overlap the writes.
+  void flush(const void* p, size_t n) const {
+    if (page_cache_file()) start_writeback(p, n);
+    else flush_fn_(p, n);
+  }
+  void drain() const {
+    if (page_cache_file()) wait_for_writeback();
+    else drain_fn_();
+  }
 
  private:
   using RangeFn = void (*)(const void*, size_t);
   using DrainFn = void (*)();
 
   Backing() = default;
+  bool page_cache_file() const { return granularity_ == Granularity::page && kind_ == BackingKind::file; }
+  void start_writeback(const void* p, size_t n) const;
+  void wait_for_writeback() const;
   void map_source(const pmem2_source* src, size_t length);
   void reset();
 
