@@ -1,9 +1,11 @@
 #include "vmm/vcpu.hpp"
 
 #include <fmt/core.h>
+#include <cpuid.h>
 #include <signal.h>
 
 #include <chrono>
+#include <cstring>
 
 #include "vmm/base/log.hpp"
 #include "vmm/vcpu_set.hpp"
@@ -21,6 +23,14 @@ void install_kick_handler() {
     sigemptyset(&sa.sa_mask);
     sigaction(kKickSignal, &sa, nullptr);
   });
+}
+
+// AMD's SVM leaves the VMCB undefined after a shutdown intercept, so KVM INITs the vCPU before it
+// reports KVM_EXIT_SHUTDOWN: what we can read then is the reset state, not where the guest failed.
+bool shutdown_registers_are_reset_state() {
+  unsigned max_leaf = 0, vendor[3] = {};
+  if (!__get_cpuid(0, &max_leaf, &vendor[0], &vendor[2], &vendor[1])) return false;
+  return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
 }
 
 }  // namespace
@@ -104,7 +114,10 @@ VcpuExit Vcpu::handle_exit() {
       ++stats_.other_exits;
       return VcpuExit::none;
     case KVM_EXIT_SHUTDOWN:
-      log::error("vcpu{}: triple fault (KVM_EXIT_SHUTDOWN)\n{}", index(), describe_registers());
+      log::error("vcpu{}: triple fault (KVM_EXIT_SHUTDOWN)\n{}{}", index(), describe_registers(),
+                 shutdown_registers_are_reset_state()
+                     ? "\n  (AMD host: KVM resets the vCPU before reporting a shutdown, so these are its reset-state registers, not where the guest faulted)"
+                     : "");
       return VcpuExit::triple_fault;
     case KVM_EXIT_SYSTEM_EVENT:
       switch (run->system_event.type) {
