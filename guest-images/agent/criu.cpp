@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "guest-images/agent/files.hpp"
-#include "guest-images/agent/spawn.hpp"
+#include "vmm/base/spawn.hpp"
 
 namespace nvhv::agent {
 
@@ -36,7 +36,7 @@ int run_criu(const std::vector<std::string>& argv, const std::string& out_path) 
   // Fresh output each time: the stats and the error tail must be this run's.
   ::unlink(out_path.c_str());
   try {
-    return run(argv, out_path);
+    return wait_exit_status(spawn_process(argv, {.stdout_path = out_path, .cwd = "/"}));
   } catch (const std::exception& e) {
     write_file_durable(out_path, std::string(e.what()) + "\n");
     return 127;

@@ -31,7 +31,7 @@ Port Port::open_path(const std::string& path) {
 }
 
 Port Port::stdio() {
-  // Children get their own stdin/stdout from spawn(); only keep the agent's out of exec'd CRIU.
+  // Children get their own stdin/stdout from spawn_process(); only keep the agent's out of exec'd CRIU.
   ::fcntl(0, F_SETFD, FD_CLOEXEC);
   ::fcntl(1, F_SETFD, FD_CLOEXEC);
   return Port(0, 1, false, false);

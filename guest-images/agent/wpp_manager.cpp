@@ -4,7 +4,7 @@
 
 #include "guest-images/agent/criu.hpp"
 #include "guest-images/agent/files.hpp"
-#include "guest-images/agent/spawn.hpp"
+#include "vmm/base/spawn.hpp"
 #include "vmm/base/log.hpp"
 
 namespace nvhv::agent {
@@ -73,7 +73,10 @@ void WppManager::start(const ProcMeta& meta, api::Reply reply) {
   std::string id = store_.add_proc(meta);
   pid_t pid;
   try {
-    pid = spawn(meta.argv, SpawnOptions{store_.proc_dir(id) + "/output.log", true, "/"});
+    // The log is opened O_APPEND, which matters beyond log hygiene: CRIU does not record (and
+    // later check) the size of a write-only O_APPEND file, so a restored process may find its log
+    // grown since the dump. Its own session: CRIU dumps a tree that leads its session.
+    pid = spawn_process(meta.argv, {.stdout_path = store_.proc_dir(id) + "/output.log", .new_session = true, .cwd = "/"});
   } catch (const std::exception& e) {
     store_.remove_proc(id);
     throw api::RpcError(api::code::operation_failed, e.what(), {{"argv", meta.argv}});

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,47 +11,27 @@
 #include <sstream>
 #include <stdexcept>
 
-extern char** environ;
+#include "vmm/base/error.hpp"
+#include "vmm/base/spawn.hpp"
 
 namespace nvhv::bench {
-namespace {
-
-int decode_status(int st) {
-  if (WIFEXITED(st)) return WEXITSTATUS(st);
-  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-  return -1;
-}
-
-}  // namespace
 
 Process::Process(std::vector<std::string> argv) : argv_(std::move(argv)) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // The child gets default dispositions and an empty mask whatever ctest gave us: nvhv relies on
-  // SIGPWR reaching its own handler.
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  SpawnOptions spawn;  // default dispositions: nvhv relies on SIGPWR reaching its own handler
+  spawn.stdout_fd = out_pipe[1];
+  spawn.stderr_fd = err_pipe[1];
   // setpriv --pdeathsig: a VMM under measurement dies with the benchmark, never outlives it.
   std::vector<std::string> spawn_argv{"setpriv", "--pdeathsig", "KILL", "--"};
   spawn_argv.insert(spawn_argv.end(), argv_.begin(), argv_.end());
-  std::vector<char*> cargv;
-  for (auto& a : spawn_argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
   spawned_ = Clock::now();
-  int rc = posix_spawnp(&pid_, cargv[0], &fa, &attr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  int rc = 0;
+  try {
+    pid_ = spawn_process(spawn_argv, spawn);
+  } catch (const SystemError& e) {
+    rc = e.err();
+  }
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   if (rc != 0) {
@@ -121,7 +100,7 @@ std::optional<Exit> Process::wait_exit(std::chrono::milliseconds timeout) {
   const auto at = Clock::now();
   int st;
   if (::waitpid(pid_, &st, 0) != pid_) return std::nullopt;
-  exit_ = Exit{decode_status(st), at};
+  exit_ = Exit{decode_wait_status(st), at};
   // Every line the child wrote is then in the lists.
   if (out_thread_.joinable()) out_thread_.join();
   if (err_thread_.joinable()) err_thread_.join();

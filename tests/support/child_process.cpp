@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,57 +12,29 @@
 #include <sstream>
 #include <stdexcept>
 
-extern char** environ;
+#include "vmm/base/error.hpp"
+#include "vmm/base/spawn.hpp"
 
 namespace nvhv::test {
-namespace {
-
-int decode_status(int st) {
-  if (WIFEXITED(st)) return WEXITSTATUS(st);
-  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-  return -1;
-}
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (auto& s : v) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-}  // namespace
 
 ChildProcess::ChildProcess(std::vector<std::string> argv, Options options) : argv_(std::move(argv)) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, options.merge_stderr ? out_pipe[1] : err_pipe[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Children start with default signal handling and an empty mask, whatever the test runner has.
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  for (auto& e : options.env) env.push_back(e);
+  SpawnOptions spawn;
+  spawn.stdout_fd = out_pipe[1];
+  spawn.stderr_fd = options.merge_stderr ? out_pipe[1] : err_pipe[1];
+  spawn.add_env = options.env;
   // setpriv --pdeathsig: the child dies with the test process, so a test that crashes or times
   // out never leaves a VMM spinning through the rest of the suite. It execs the command itself,
   // so pid and exit status are the command's own.
   std::vector<std::string> spawn_argv{"setpriv", "--pdeathsig", "KILL", "--"};
   spawn_argv.insert(spawn_argv.end(), argv_.begin(), argv_.end());
-  auto cargv = c_strings(spawn_argv);
-  auto cenv = c_strings(env);
-  int rc = posix_spawnp(&pid_, cargv[0], &fa, &attr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  int rc = 0;
+  try {
+    pid_ = spawn_process(spawn_argv, spawn);
+  } catch (const SystemError& e) {
+    rc = e.err();
+  }
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   if (rc != 0) {
@@ -123,7 +94,7 @@ std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
     int st;
     pid_t r = ::waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
-      status_ = decode_status(st);
+      status_ = decode_wait_status(st);
       // Drain output so callers see every line the child wrote.
       if (out_thread_.joinable()) out_thread_.join();
       if (err_thread_.joinable()) err_thread_.join();
@@ -189,16 +160,17 @@ RunResult run_command(const std::vector<std::string>& argv, std::chrono::millise
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) || pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC))
     throw std::runtime_error("pipe2 failed");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  std::vector<std::string> args = argv;
-  auto cargv = c_strings(args);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
+  SpawnOptions spawn;
+  spawn.stdin_fd = in_pipe[0];
+  spawn.stdout_fd = out_pipe[1];
+  spawn.stderr_fd = err_pipe[1];
+  pid_t pid = -1;
+  int rc = 0;
+  try {
+    pid = spawn_process(argv, spawn);
+  } catch (const SystemError& e) {
+    rc = e.err();
+  }
   ::close(in_pipe[0]);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
@@ -236,7 +208,7 @@ RunResult run_command(const std::vector<std::string>& argv, std::chrono::millise
     if (f.fd >= 0) ::close(f.fd);
   int st;
   ::waitpid(pid, &st, 0);
-  result.status = decode_status(st);
+  result.status = decode_wait_status(st);
   return result;
 }
 

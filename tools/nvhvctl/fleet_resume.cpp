@@ -3,7 +3,6 @@
 // `nvhv run --register`; wait until each runs.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,12 +17,11 @@
 
 #include "tools/nvhvctl/fleet.hpp"
 #include "vmm/base/error.hpp"
+#include "vmm/base/spawn.hpp"
 #include "vmm/base/unique_fd.hpp"
 #include "vmm/config.hpp"
 #include "vmm/fleet/image_check.hpp"
 #include "vmm/fleet/registry.hpp"
-
-extern char** environ;
 
 namespace nvhvctl {
 namespace {
@@ -135,32 +133,15 @@ void spawn(Start& s, const Registry& registry, const std::string& binary) {
   const std::string banner = fmt::format("=== {} nvhvctl fleet resume: {}\n", nvhv::fleet::utc_now_iso8601(), command);
   [[maybe_unused]] ssize_t written = ::write(log_fd.get(), banner.data(), banner.size());  // a heading, no more
 
-  std::vector<std::string> env;
-  for (char** p = environ; *p; ++p)
-    if (std::strncmp(*p, "NOTIFY_SOCKET=", 14) != 0) env.emplace_back(*p);  // systemd's socket is ours, not the VM's
-  std::vector<char*> cargv, cenv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  for (auto& v : env) cenv.push_back(v.data());
-  cenv.push_back(nullptr);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, log_fd.get(), 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  const int rc = posix_spawnp(&s.pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot start {}: {}", binary, std::strerror(rc)));
+  nvhv::SpawnOptions spawn;
+  spawn.stdout_fd = log_fd.get();
+  spawn.new_session = true;
+  spawn.unset_env = {"NOTIFY_SOCKET"};  // systemd's socket is ours, not the VM's
+  try {
+    s.pid = nvhv::spawn_process(argv, spawn);
+  } catch (const std::exception& err) {
+    throw std::runtime_error(fmt::format("cannot start {}: {}", binary, err.what()));
+  }
   s.started_at = Clock::now();
 }
 
