@@ -184,6 +184,15 @@ GuestConfig parse_config(const json& doc, const std::filesystem::path& base_dir,
     cfg.console = c;
   }
 
+  if (auto on_reset = root.string("on_reset")) {
+    if (*on_reset == "exit")
+      cfg.on_reset = OnReset::exit;
+    else if (*on_reset == "reboot")
+      cfg.on_reset = OnReset::reboot;
+    else
+      fail("/on_reset", fmt::format("must be \"exit\" or \"reboot\", got \"{}\"", *on_reset));
+  }
+
   root.reject_unknown();
   return cfg;
 }

@@ -39,6 +39,10 @@ struct ConsoleConfig {
   std::optional<std::filesystem::path> log;
 };
 
+// What a guest reset (reset port, KVM_SYSTEM_EVENT_RESET, triple fault) does: end nvhv, or boot
+// the VM afresh in the same process (main re-executes nvhv with --cold).
+enum class OnReset { exit, reboot };
+
 struct GuestConfig {
   std::string name;
   uint32_t vcpus = 1;
@@ -51,6 +55,7 @@ struct GuestConfig {
   std::vector<PmemConfig> pmem;
   std::vector<DiskConfig> disks;
   std::optional<ConsoleConfig> console;
+  OnReset on_reset = OnReset::exit;
 
   uint64_t memory_bytes() const { return memory.size_mib << 20; }
   // The parts of the config that saved state depends on; a checkpoint taken under one identity

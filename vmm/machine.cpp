@@ -166,8 +166,10 @@ void Machine::create_vcpus() {
   vcpus_ = std::make_unique<VcpuSet>([this](Vcpu& v, VcpuExit why) {
     switch (why) {
       case VcpuExit::power_off: request_exit(0, "guest powered off"); break;
-      case VcpuExit::reset: request_exit(0, "guest reset"); break;
-      case VcpuExit::triple_fault: request_exit(1, fmt::format("vcpu{} triple fault", v.index())); break;
+      case VcpuExit::reset: on_guest_reset(0, "guest reset"); break;
+      // A PC resets on a triple fault, and Linux uses one as its last way to reboot; vcpu.cpp
+      // has already logged the registers.
+      case VcpuExit::triple_fault: on_guest_reset(1, fmt::format("vcpu{} triple fault", v.index())); break;
       case VcpuExit::internal_error: request_exit(1, fmt::format("vcpu{} KVM internal error", v.index())); break;
       case VcpuExit::failed_entry: request_exit(1, fmt::format("vcpu{} failed to enter the guest", v.index())); break;
       case VcpuExit::vmm_error: request_exit(1, fmt::format("vcpu{} VMM error", v.index())); break;
@@ -237,6 +239,21 @@ void Machine::setup_boot_vcpu(Vcpu& vcpu) {
 void Machine::on_system_event(SystemEvent event) {
   // Called on a vCPU thread in the middle of an I/O exit: stop the set from here.
   vcpus_->report_exit(vcpus_->at(0), event == SystemEvent::power_off ? VcpuExit::power_off : VcpuExit::reset);
+}
+
+void Machine::on_guest_reset(int exit_status, const std::string& why) {
+  if (config_.on_reset != OnReset::reboot) return request_exit(exit_status, why);
+  std::lock_guard lock(exit_mu_);
+  if (exit_status_) return;
+  exit_status_ = 0;
+  exit_reason_ = why + ": rebooting (cold boot)";
+  reboot_ = true;
+  exit_cv_.notify_all();
+}
+
+bool Machine::reboot_requested() const {
+  std::lock_guard lock(exit_mu_);
+  return reboot_;
 }
 
 void Machine::start_event_loop() {
@@ -311,6 +328,8 @@ int Machine::run() {
     }
   }
   announce("stopped", exit_reason_);
+  // The channel's state dies with this run: waiting API clients get an error now, not a hang.
+  if (agent_) boost::asio::post(io_, [this, why = "the VM stopped (" + exit_reason_ + ")"] { agent_->close(why); });
   if (api_) {
     // Give the event loop a moment to write out replies and notifications already queued
     // (vm.power_fail's answer, the last state change) before the sockets close.

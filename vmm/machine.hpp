@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 #include <functional>
 
 #include "devices/io_bus.hpp"
@@ -29,6 +30,7 @@
 #include "persistence/image.hpp"
 #include "persistence/machine_state.hpp"
 #include "persistence/swap.hpp"
+#include "vmm/agent_channel.hpp"
 #include "vmm/config.hpp"
 #include "vmm/dirty_writeback.hpp"
 #include "vmm/swap_dirty_map.hpp"
@@ -65,6 +67,16 @@ struct CheckpointFigures {
   uint64_t state_bytes = 0;    // encoded machine state
 };
 
+// on_reset "reboot" (machine_reboot.cpp). More than kMaxRebootsInWindow reboots within the window
+// is a storm: nvhv then exits 1 instead of booting a guest that only ever resets.
+inline constexpr size_t kMaxRebootsInWindow = 5;
+inline constexpr long long kRebootStormWindowMs = 60'000;
+// argv for the new image: --cold added, one-shot options (--swap-in FILE, --force-swap-in) removed.
+std::vector<std::string> reboot_argv(const std::vector<std::string>& argv);
+// Re-executes nvhv as reboot_argv(argv); returns only on failure (a storm, or execv failed),
+// with the exit status.
+int reboot_by_exec(const std::vector<std::string>& argv);
+
 class Machine {
  public:
   Machine(GuestConfig config, MachineOptions options);
@@ -77,6 +89,11 @@ class Machine {
   int run();
   // Ends the run with `status` (first caller wins); safe from any thread, including vCPUs.
   void request_exit(int status, const std::string& reason);
+  // Whether the run ended because the guest reset (or triple-faulted) under "on_reset":
+  // "reboot": the caller then boots the VM afresh (main re-executes nvhv with --cold).
+  bool reboot_requested() const;
+  // The guest agent's channel on the virtio console; null without a console.
+  AgentChannel* agent() { return agent_.get(); }
 
   const GuestConfig& config() const { return config_; }
   boost::asio::io_context& io() { return io_; }
@@ -152,6 +169,8 @@ class Machine {
   void wait_for_signal();
   void on_signal(int signo);
   void on_system_event(SystemEvent event);
+  // A guest reset or triple fault: ends the run, as an exit or a reboot per config_.on_reset.
+  void on_guest_reset(int exit_status, const std::string& why);
 
   GuestConfig config_;
   MachineOptions options_;
@@ -202,11 +221,14 @@ class Machine {
   boost::asio::io_context io_;
   std::optional<boost::asio::signal_set> signals_;
   std::thread event_thread_;
+  // After io_: destroyed first, while the io_context can still cancel its timers.
+  std::unique_ptr<AgentChannel> agent_;
 
-  std::mutex exit_mu_;
+  mutable std::mutex exit_mu_;
   std::condition_variable exit_cv_;
   std::optional<int> exit_status_;
   std::string exit_reason_;
+  bool reboot_ = false;
 };
 
 }  // namespace nvhv

@@ -31,20 +31,18 @@ void Machine::setup_virtio() {
   }
   if (config_.console) {
     auto console = std::make_shared<virtio::VirtioConsole>("virtio-console0");
+    AgentChannel::Options agent_options;
     if (config_.console->log) {
       console_log_fd_.reset(::open(config_.console->log->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644));
       if (!console_log_fd_) throw_errno("open console log " + config_.console->log->string());
-      // Runs on a vCPU thread under the device lock: never block, drop what cannot be written.
-      console->set_output([fd = console_log_fd_.get()](std::span<const uint8_t> bytes) {
-        size_t done = 0;
-        while (done < bytes.size()) {
-          ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) break;
-          done += static_cast<size_t>(n);
-        }
-      });
+      agent_options.log_fd = console_log_fd_.get();
     }
+    // The console is the guest agent's channel; its inject_input is only called once the device
+    // is attached to the transport below.
+    agent_ = std::make_unique<AgentChannel>(
+        io_, [c = console.get()](std::span<const uint8_t> bytes) { return c->inject_input(bytes); }, agent_options);
+    // Runs on a vCPU thread under the device lock: the channel copies and posts, never blocks.
+    console->set_output([agent = agent_.get()](std::span<const uint8_t> bytes) { agent->on_guest_output(bytes); });
     auto transport = std::make_shared<virtio::VirtioPci>(console, dma, *irq_sink_);
     pci_->add(transport);
     console_ = console;

@@ -43,6 +43,7 @@ void block_event_signals() {
 
 int main(int argc, char** argv) {
   block_event_signals();  // first: from here on a power-fail notice can no longer kill nvhv
+  const std::vector<std::string> original_argv(argv, argv + argc);  // for a reboot (on_reset)
   CLI::App app{"nvhv: a KVM virtual machine monitor whose guests survive power loss", "nvhv"};
   app.set_version_flag("--version", std::string(NVHV_VERSION));
   app.require_subcommand(1);
@@ -122,8 +123,15 @@ int main(int argc, char** argv) {
     nvhv::MachineOptions machine_options{cold};
     if (!swap_in_file.empty()) machine_options.swapped_in_from = swap_in_file;
     machine_options.lifecycle = reporting.lifecycle();
-    nvhv::Machine machine(std::move(config), machine_options);
-    return reporting.finished(machine.run(), machine);
+    {
+      nvhv::Machine machine(std::move(config), machine_options);
+      const int status = machine.run();
+      // A run that failed on its way out (the final write-back) ends here rather than reboot
+      // over a persistent region that may not be durable.
+      if (!machine.reboot_requested() || status != 0) return reporting.finished(status, machine);
+    }
+    // The machine is gone (its KVM VM, files and socket closed) before the new image starts.
+    return reporting.failed(nvhv::reboot_by_exec(original_argv), "guest reset: the reboot failed (see the log)");
   } catch (const nvhv::ConfigError& e) {
     nvhv::log::error("{}", e.what());
     return reporting.failed(kExitUsage, e.what());

@@ -3,6 +3,9 @@
 #include <boost/asio/post.hpp>
 #include <fmt/core.h>
 
+#include <chrono>
+#include <ctime>
+
 #include "vmm/api/rpc_error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
@@ -33,14 +36,26 @@ json dirty_map_json(const Machine::SwapOutReport& r) {
   return out;
 }
 
+std::string iso_time(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ms % 1000);
+}
+
 }  // namespace
 
 VmApi::VmApi(Machine& machine, boost::asio::io_context& io, const std::string& socket_path) : machine_(machine), io_(io) {
   add_methods();
   server_ = std::make_unique<api::Server>(io, socket_path, dispatcher_);
+  if (auto* agent = machine_.agent())
+    agent->set_notify([this](const std::string& method, const json& params) { server_->notify(method, params); });
 }
 
 VmApi::~VmApi() {
+  if (auto* agent = machine_.agent()) agent->set_notify({});
   control_.join();
   server_.reset();
 }
@@ -62,7 +77,17 @@ json VmApi::status() const {
           {"vcpus", cfg.vcpus},
           {"memory", memory},
           {"checkpoint", {{"generation", machine_.checkpoint_generation()}, {"resumed", machine_.resumed()}}},
-          {"uptime_s", machine_.uptime_seconds()}};
+          {"uptime_s", machine_.uptime_seconds()},
+          {"agent", agent_status()}};
+}
+
+json VmApi::agent_status() const {
+  auto* agent = machine_.agent();
+  if (!agent) return nullptr;
+  const auto s = agent->status();
+  json ready = nullptr;
+  if (s.ready_params) ready = {{"params", *s.ready_params}, {"at", iso_time(s.ready_at)}};
+  return {{"ready", ready}, {"outstanding", s.outstanding}, {"queued_bytes", s.queued_bytes}, {"dropped_lines", s.dropped_lines}};
 }
 
 json VmApi::stats() const {
@@ -81,6 +106,7 @@ json VmApi::stats() const {
 }
 
 void VmApi::add_methods() {
+  add_agent_methods(dispatcher_, machine_.agent());
   dispatcher_.add_method("vm.status", [this](const api::Params& p, api::Reply r) {
     p.expect_none();
     r.result(status());

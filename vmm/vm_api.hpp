@@ -1,6 +1,7 @@
 #pragma once
 // The VM methods of the management API (docs/api.md): vm.status, vm.pause, vm.resume,
-// vm.power_fail, vm.shutdown, vm.stats and vm.state_changed notifications.
+// vm.power_fail, vm.shutdown, vm.stats and vm.state_changed notifications; and the guest
+// agent's agent.* methods, proxied to the guest over the virtio console (vmm/agent_channel.hpp).
 #include <boost/asio/thread_pool.hpp>
 
 #include <memory>
@@ -27,6 +28,7 @@ class VmApi {
   void add_methods();
   nlohmann::json status() const;
   nlohmann::json stats() const;
+  nlohmann::json agent_status() const;
 
   Machine& machine_;
   boost::asio::io_context& io_;

@@ -58,6 +58,8 @@ void parse_cmdline(const char* s, Config& cfg) {
   } kKeys[] = {{"tick_ms=", &Config::tick_ms, 1},
                {"mem_mib=", &Config::mem_mib, 1},
                {"ticks=", &Config::ticks, 0},
+               {"reset_after=", &Config::reset_after, 0},
+               {"triple_fault_after=", &Config::triple_fault_after, 0},
                {"corrupt_tick=", &Config::corrupt_tick, 0}};
   while (*s) {
     while (*s == ' ') ++s;

@@ -70,6 +70,22 @@ void Line::emit() {
   for (;;) asm volatile("hlt");
 }
 
+[[noreturn]] void reset_machine() {
+  if (!at_cpl0()) {
+    u64 op = SERVICE_RESET;
+    asm volatile("call service_call" : "+a"(op) : : "rcx", "rdx", "rsi", "rdi", "memory");
+  }
+  wait_lsr(LSR_THR_EMPTY | LSR_IDLE);
+  outb(I8042_COMMAND, I8042_PULSE_RESET);
+  for (;;) asm volatile("hlt");
+}
+
+[[noreturn]] void triple_fault() {
+  u64 op = SERVICE_TRIPLE_FAULT;  // the CPL0 service does it even when called at CPL0
+  asm volatile("call service_call" : "+a"(op) : : "rcx", "rdx", "rsi", "rdi", "memory");
+  for (;;) asm volatile("hlt");
+}
+
 [[noreturn]] void fatal(Line& line) {
   line.emit();
   power_off();

@@ -184,7 +184,7 @@ exc_common:
 
 /* The way from CPL3 to the I/O service. PVM gives a non-PVM guest's CPL3 code neither IOPL nor a
  * working "int n" (#UD), but it does deliver exceptions through the IDT, so the service is entered
- * by the #UD of this one ud2. %eax = SERVICE_WRITE or SERVICE_POWER_OFF; clobbers %rax, %rcx,
+ * by the #UD of this one ud2. %eax = SERVICE_WRITE, SERVICE_POWER_OFF, SERVICE_RESET or SERVICE_TRIPLE_FAULT; clobbers %rax, %rcx,
  * %rdx, %rsi, %rdi. */
 	.section .text, "ax"
 	.globl service_call
@@ -205,6 +205,10 @@ service_entry:
 	addq $2, (%rsp) /* resume after the ud2 */
 	cmp $SERVICE_POWER_OFF, %eax
 	je service_power_off
+	cmp $SERVICE_RESET, %eax
+	je service_reset
+	cmp $SERVICE_TRIPLE_FAULT, %eax
+	je service_triple_fault
 5:	test %rsi, %rsi
 	jz 7f
 	mov $COM1_LSR, %edx
@@ -232,5 +236,35 @@ service_power_off:
 	out %ax, %dx
 9:	hlt
 	jmp 9b
+
+service_reset:
+	mov $COM1_LSR, %edx
+	mov $100000, %ecx
+10:	in %dx, %al
+	and $(LSR_THR_EMPTY | LSR_IDLE), %al
+	cmp $(LSR_THR_EMPTY | LSR_IDLE), %al
+	loopne 10b
+	mov $I8042_COMMAND, %edx
+	mov $I8042_PULSE_RESET, %al
+	out %al, %dx
+11:	hlt
+	jmp 11b
+
+/* With a zero-limit IDT the #UD cannot be delivered (#GP), nor that (#DF): the CPU shuts down. */
+service_triple_fault:
+	mov $COM1_LSR, %edx
+	mov $100000, %ecx
+12:	in %dx, %al
+	and $(LSR_THR_EMPTY | LSR_IDLE), %al
+	cmp $(LSR_THR_EMPTY | LSR_IDLE), %al
+	loopne 12b
+	lidt empty_idt(%rip)
+	ud2
+
+	.section .rodata, "a"
+	.balign 16
+empty_idt:
+	.word 0
+	.quad 0
 
 	.section .note.GNU-stack, "", @progbits

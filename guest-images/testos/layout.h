@@ -38,6 +38,8 @@
 #define VECTOR_UD 6
 #define SERVICE_WRITE 0 /* %eax for service_call: write %rsi bytes at %rdi to COM1 */
 #define SERVICE_POWER_OFF 1
+#define SERVICE_RESET 2 /* pulse the reset line through the i8042 (nvhv and QEMU both handle it) */
+#define SERVICE_TRIPLE_FAULT 3 /* an exception with an empty IDT: #DF, then shutdown */
 
 #define COM1 0x3f8
 #define COM1_LSR (COM1 + 5)
@@ -45,5 +47,7 @@
 #define LSR_IDLE 0x40
 #define PM1A_CONTROL 0x604 /* ACPI PM1a control of QEMU pc/q35 and nvhv */
 #define SLP_EN_S5 0x2000
+#define I8042_COMMAND 0x64
+#define I8042_PULSE_RESET 0xfe
 
 #endif

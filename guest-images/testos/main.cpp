@@ -61,6 +61,18 @@ void report(const CpuSet& cpus, u64 n) {
       while (__atomic_load_n(&percpu[cpus.apic_ids[i]].done_tick, __ATOMIC_ACQUIRE) != n) cpu_relax();
     report(cpus, n);
     if (cfg.ticks && n == cfg.ticks) power_off();
+    if (cfg.reset_after && n == cfg.reset_after) {
+      Line l;
+      l.str("testos: reset");
+      l.emit();
+      reset_machine();
+    }
+    if (cfg.triple_fault_after && n == cfg.triple_fault_after) {
+      Line l;
+      l.str("testos: triple fault");
+      l.emit();
+      triple_fault();
+    }
     if (n == cfg.corrupt_tick) poke<u64>(kWorkloadBase, peek<u64>(kWorkloadBase) ^ 1);
     // Absolute deadlines keep the period exact; after a long stall (a resumed checkpoint, a
     // paused VM) one tick follows at once and the schedule restarts instead of bursting.

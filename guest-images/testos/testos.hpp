@@ -50,6 +50,8 @@ class Line {
   size_t len_ = 0;
 };
 [[noreturn]] void power_off();
+[[noreturn]] void reset_machine();
+[[noreturn]] void triple_fault();   // shuts the CPU down (KVM_EXIT_SHUTDOWN), as a broken kernel would  // the i8042 reset pulse: the VMM resets (or reboots) the machine
 [[noreturn]] void fatal(Line& line);         // emits the line, powers off
 [[noreturn]] void fatal(const char* detail);  // "testos: error <detail>", powers off
 
@@ -63,6 +65,8 @@ struct Config {
   u64 tick_ms = 50;
   u64 mem_mib = 16;
   u64 ticks = 0;
+  u64 reset_after = 0;   // reset the machine after this tick (0: never)
+  u64 triple_fault_after = 0;  // triple-fault after this tick (0: never)
   u64 corrupt_tick = 0;  // self-test: damage one word after this tick, so the next one reports it
 };
 struct CpuSet {
