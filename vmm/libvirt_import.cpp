@@ -248,7 +248,14 @@ class DomainReader {
     e.expect_attributes({});
     std::string action = e.required_text();
     if (action == "destroy") return;
-    e.fail(fmt::format("'{}': nvhv exits when the guest powers off, resets or crashes (restarting is its supervisor's job): only destroy", action));
+    if (e.name() == "on_reboot") {
+      if (action == "restart") {
+        d_.reboot_on_reset = true;  // nvhv reboots the guest itself, in the same process
+        return;
+      }
+      e.fail(fmt::format("'{}': nvhv either exits (destroy) or cold-boots the guest again (restart) when it resets: only destroy or restart", action));
+    }
+    e.fail(fmt::format("'{}': nvhv exits when the guest powers off or crashes (restarting is its supervisor's job): only destroy", action));
   }
 
   Domain& d_;

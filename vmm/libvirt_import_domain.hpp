@@ -63,6 +63,7 @@ struct Domain {
   std::optional<CharBackend> serial;          // COM1 from <serial>
   std::optional<CharBackend> serial_console;  // COM1 from <console> (target type serial)
   std::optional<CharBackend> virtio_console;
+  bool reboot_on_reset = false;  // <on_reboot>restart</on_reboot>: guest.json "on_reset": "reboot"
 
   std::filesystem::path resolve(const XmlElement& where, const std::string& p) const;
 };

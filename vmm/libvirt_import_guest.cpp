@@ -130,6 +130,7 @@ nlohmann::ordered_json to_guest_json(const Domain& d, const XmlElement& root) {
     out["console"] = json::object();
     if (d.virtio_console->type == "file") out["console"]["log"] = d.virtio_console->file.string();
   }
+  if (d.reboot_on_reset) out["on_reset"] = "reboot";
   return out;
 }
 

@@ -114,7 +114,6 @@ const Refusal kFullFeaturedRefusals[] = {
     {"/domain/clock/@offset", "UTC", "/domain/clock/@offset"},
     {"/domain/clock/timer[1]", "timer 'rtc'", "/domain/clock/timer[1]"},
     {"/domain/clock/timer[1]", "timer 'pit'", "/domain/clock/timer[1]"},
-    {"/domain/on_reboot", "only destroy", "/domain/on_reboot"},
     {"/domain/on_lockfailure", "lock managers", "/domain/on_lockfailure"},
     {"/domain/devices/disk[2]/@device", "'cdrom'", "/domain/devices/disk[2]"},
     {"/domain/devices/disk[2]/@type", "'network' disks", "/domain/devices/disk[2]"},
