@@ -224,13 +224,19 @@ service_entry:
 	jmp 5b
 7:	iretq
 
-service_power_off:
+/* Waits (bounded) until the UART has sent everything, so the last line is not lost to the
+ * power-off, reset or triple fault that follows. Clobbers %rax, %rcx, %rdx. */
+uart_drain:
 	mov $COM1_LSR, %edx
 	mov $100000, %ecx
 8:	in %dx, %al
 	and $(LSR_THR_EMPTY | LSR_IDLE), %al
 	cmp $(LSR_THR_EMPTY | LSR_IDLE), %al
 	loopne 8b
+	ret
+
+service_power_off:
+	call uart_drain
 	mov $PM1A_CONTROL, %edx
 	mov $SLP_EN_S5, %eax
 	out %ax, %dx
@@ -238,12 +244,7 @@ service_power_off:
 	jmp 9b
 
 service_reset:
-	mov $COM1_LSR, %edx
-	mov $100000, %ecx
-10:	in %dx, %al
-	and $(LSR_THR_EMPTY | LSR_IDLE), %al
-	cmp $(LSR_THR_EMPTY | LSR_IDLE), %al
-	loopne 10b
+	call uart_drain
 	mov $I8042_COMMAND, %edx
 	mov $I8042_PULSE_RESET, %al
 	out %al, %dx
@@ -252,12 +253,7 @@ service_reset:
 
 /* With a zero-limit IDT the #UD cannot be delivered (#GP), nor that (#DF): the CPU shuts down. */
 service_triple_fault:
-	mov $COM1_LSR, %edx
-	mov $100000, %ecx
-12:	in %dx, %al
-	and $(LSR_THR_EMPTY | LSR_IDLE), %al
-	cmp $(LSR_THR_EMPTY | LSR_IDLE), %al
-	loopne 12b
+	call uart_drain
 	lidt empty_idt(%rip)
 	ud2
 
