@@ -49,7 +49,11 @@ CriuResult criu_dump(const CriuOptions& o, pid_t pid, const std::string& images_
                      const std::optional<std::string>& prev_images_rel, const std::string& log_path,
                      const std::string& out_path) {
   std::vector<std::string> argv = {o.binary, "dump", "-t", std::to_string(pid), "-D", images_dir,
-                                   "-o", log_path, "--leave-running", "--track-mem", "--display-stats"};
+                                   "-o", log_path, "--leave-running", "--track-mem", "--display-stats",
+                                   // A restore follows a guest crash or reboot, after which no TCP peer
+                                   // still has the connection: dump connected and half-open sockets as
+                                   // closed instead of refusing the whole checkpoint (redis with clients).
+                                   "--tcp-close", "--skip-in-flight"};
   if (prev_images_rel) {
     argv.push_back("--prev-images-dir");
     argv.push_back(*prev_images_rel);
@@ -63,8 +67,9 @@ CriuResult criu_restore(const CriuOptions& o, const std::string& images_dir, con
   std::string pidfile = log_path + ".pid";
   ::unlink(pidfile.c_str());
   ::unlink(log_path.c_str());
+  // --tcp-close: the dump saved TCP sockets as closed (criu_dump), and CRIU insists on being told.
   std::vector<std::string> argv = {o.binary, "restore", "-d", "-D", images_dir, "-o", log_path,
-                                   "--pidfile", pidfile, "--display-stats"};
+                                   "--pidfile", pidfile, "--display-stats", "--tcp-close"};
   CriuResult r = finish(run_criu(argv, out_path), log_path, out_path);
   restored_pid = 0;
   if (r.ok) {

@@ -21,15 +21,11 @@
 # Exit 77 (ctest: skipped) when this machine lacks criu, redis or what L1 needs.
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/../tier2/agent_lib.sh"
 
 if [ "${1:-}" = --in-l1 ]; then
   agent=$2 dirtier=$3
-  # CRIU's kernel feature probe opens a TCP socket; L1's init leaves loopback down.
-  ip link set lo up || fail "ip link set lo up"
-  ndctl create-namespace -f -e namespace0.0 -m fsdax >/dev/null || fail "ndctl create-namespace"
-  mkfs.ext4 -q -b 4096 -F /dev/pmem0 || fail mkfs.ext4
-  mkdir -p /run/pmem && mount -o dax /dev/pmem0 /run/pmem || fail "mount -o dax"
-  grep -q ' /run/pmem .*dax' /proc/mounts || fail "/run/pmem is not mounted with dax"
+  l1_dax_store
   echo "SETUP: L1 (not the nvhv guest): $(uname -r), QEMU TCG, $(nproc) vCPUs," \
        "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB; store: ext4 -o dax on /dev/pmem0;" \
        "$(criu --version | head -1); $(redis-server --version | cut -d' ' -f1-3);" \

@@ -26,6 +26,7 @@ for f in usr/sbin/criu usr/bin/redis-server usr/sbin/nvhv-agent usr/bin/nvhv-cou
     { echo "SKIP: $f not in $guest/initrd.img (rebuild linux_guest after tools/setup-deps test)"; exit 77; }
 done
 fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/agent_lib.sh"
 
 # Runs in the guest after init started the agent, at both boots (the store tells which).
 gscript=$(base64 -w0 <<'GUEST'
@@ -120,10 +121,26 @@ L1
 
 start=$(date +%s)
 # L1 writes its logs straight into WORK_DIR (--rw), so they are there even after a timeout.
-out=$("$src/tools/nested-host/run" --timeout 840 --rw "$work" -- sh "$work/l1.sh" 2>&1)
+out=$("$src/tools/nested-host/run" --timeout 600 --rw "$work" -- sh "$work/l1.sh" 2>&1)
 rc=$?
 printf '%s\n' "$out" >"$work/output.txt"
 printf '%s\n' "$out"
+# L1 itself sometimes hangs as nvhv starts a Linux guest under its KVM (docs/tier2.md, "Known
+# failures"): then not even l1.sh's own 200 s deadline for the guest's init fires. That is the test
+# host failing, not nvhv: no verdict.
+if [ "$rc" -eq 124 ] && ! grep -q 'nvhv-guest: init up' "$work/nvhv.out" 2>/dev/null &&
+   ! printf '%s\n' "$out" | grep -q '^EVENT .* no init'; then
+  for f in nvhv.out hvc0.log; do echo "--- $work/$f"; tail -n 30 "$work/$f" 2>/dev/null; done
+  echo "SKIPPED: L1 hung before the guest reached its init (its own deadlines did not fire); the nested test host failed"
+  exit 77
+fi
+# L1's own kernel going down (QEMU runs it with -no-reboot, so a panic or reboot of L1 ends QEMU)
+# takes the test's guest with it: no verdict either.
+if [ "$rc" -eq 125 ] && printf '%s\n' "$out" | grep -q 'nested-host: QEMU exited with status .* before the command finished'; then
+  for f in nvhv.out hvc0.log; do echo "--- $work/$f"; tail -n 30 "$work/$f" 2>/dev/null; done
+  echo "SKIPPED: L1 itself went down (its kernel rebooted or crashed) while the test ran; the nested test host failed"
+  exit 77
+fi
 if [ "$rc" -ne 0 ]; then
   for f in nvhv.out notes hvc0.log; do echo "--- $work/$f"; tail -n 60 "$work/$f" 2>/dev/null; done
   fail "the L1 part exited $rc"
@@ -161,10 +178,7 @@ r=${resumed%% *} prev_ms=${prev#* }
 echo "COUNTER: last line before the crash: $crash_line; resumed at $resumed; restored state printed '$prev';" \
      "last committed checkpoint ran $started..$finished ms; lost $((crash_count - r + 1)) counts = $((crash_ms - prev_ms)) ms of work;" \
      "latest $last"
-[ "$prev_ms" -ge $((started - 20)) ] || fail "restored an older state than the last commit"
-[ "$prev_ms" -le "$finished" ] || fail "restored a state newer than the last commit"
-[ "$r" -le $((crash_count + 1)) ] || fail "resumed beyond the crash"
-[ "${last%% *}" -gt $((r + 10)) ] || fail "the restored counter does not go on counting"
+check_counter_restore "$crash_count" "$r" "$prev_ms" "$started" "$finished" "${last%% *}"
 
 # Figures.
 echo "TIMING: seconds since nvhv started:"

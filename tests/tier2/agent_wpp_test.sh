@@ -8,15 +8,12 @@
 # Exit 77 (ctest: skipped) when this machine lacks criu or what L1 needs.
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/agent_lib.sh"
 
 if [ "$1" = --in-l1 ]; then
   agent=$2 counter=$3
-  # CRIU's kernel feature probe opens a TCP socket; L1's init leaves loopback down.
-  ip link set lo up || fail "ip link set lo up"
-  ndctl create-namespace -f -e namespace0.0 -m fsdax >/dev/null || fail "ndctl create-namespace"
-  mkfs.ext4 -q -b 4096 -F /dev/pmem0 || fail mkfs.ext4
-  mkdir -p /run/pmem && mount -o dax /dev/pmem0 /run/pmem || fail "mount -o dax"
-  grep -q ' /run/pmem .*dax' /proc/mounts && echo "STORE: ext4 -o dax on /dev/pmem0"
+  l1_dax_store
+  echo "STORE: ext4 -o dax on /dev/pmem0"
   store=/run/pmem/store
   # wait_for FILE REGEX SECONDS
   wait_for() {
@@ -76,12 +73,7 @@ if [ "$1" = --in-l1 ]; then
   crash_count=${crash_line%% *} crash_ms=${crash_line#* }
   echo "RESULT: restored count $((r - 1)) printed at $prev_ms ms; last committed checkpoint ran $started..$finished ms;" \
        "lost $((crash_count - r + 1)) counts = $((crash_ms - prev_ms)) ms of work"
-  # The state restored is the last committed one: printed after the one before it began, and
-  # before this one ended (one counter step, 10 ms, of slack for where the freeze hit).
-  [ "$prev_ms" -ge $((started - 20)) ] || fail "restored an older state than the last commit"
-  [ "$prev_ms" -le "$finished" ] || fail "restored a state newer than the last commit"
-  [ "$r" -le $((crash_count + 1)) ] || fail "resumed beyond the crash"
-  [ "${last%% *}" -gt $((r + 10)) ] || fail "the restored counter does not go on counting"
+  check_counter_restore "$crash_count" "$r" "$prev_ms" "$started" "$finished" "${last%% *}"
   echo "L1-PASS"
   exit 0
 fi
