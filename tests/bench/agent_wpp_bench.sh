@@ -16,8 +16,6 @@
 # NVHV_BENCH_CKPTS (5 incremental checkpoints per cell), NVHV_BENCH_RUNS (2 redis runs each way),
 # NVHV_BENCH_REDIS_N (requests per redis-benchmark test), NVHV_BENCH_REDIS_CLIENTS (50),
 # NVHV_BENCH_NOHUGE (0; 1: wpp_dirtier's memory without transparent huge pages),
-# NVHV_BENCH_TCP_CLOSE (1: redis is dumped with criu --tcp-close --skip-in-flight, see below;
-# 0: as the agent does).
 # Exit 77 (ctest: skipped) when this machine lacks criu, redis or what L1 needs.
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
@@ -57,8 +55,8 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 class Agent:
-    def __init__(self, store, extra=()):
-        self.p = subprocess.Popen([agent_bin, "--stdio", "--store", store, "-v", *extra], stdin=subprocess.PIPE,
+    def __init__(self, store):
+        self.p = subprocess.Popen([agent_bin, "--stdio", "--store", store, "-v"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=open("/tmp/agent.err", "a"),
                                   text=True, bufsize=1)
         self.replies, self.cv, self.next_id, self.ready = {}, threading.Condition(), 1, None
@@ -119,13 +117,13 @@ def wait_file(path, needle, timeout):
         time.sleep(0.1)
     return False
 
-def start_agent(store, extra=()):
-    a = Agent(store, extra)
+def start_agent(store):
+    a = Agent(store)
     with a.cv:
         a.cv.wait_for(lambda: a.ready is not None or a.p.poll() is not None, 60)
     if a.ready is None:
         fail("agent.ready never came")
-    print(f"AGENT: {json.dumps(a.call('agent.ping'))} {' '.join(extra)}", flush=True)
+    print(f"AGENT: {json.dumps(a.call('agent.ping'))}", flush=True)
     return a
 
 def stop_agent(a):
@@ -202,19 +200,9 @@ print(f"(grid took {time.monotonic() - T0:.0f} s in L1)", flush=True)
 stop_agent(agent)
 
 # --- 2. redis-benchmark with and without WPP ----------------------------------------------
-# The agent dumps without --tcp-established or --tcp-close, so CRIU refuses redis-server while
-# redis-benchmark's clients are connected ("Connected TCP socket"). Unless
-# NVHV_BENCH_TCP_CLOSE=0, the agent's criu is a wrapper adding --tcp-close to dumps (established
-# connections are not saved; a restored redis would have lost its clients, who reconnect) and
-# --skip-in-flight (connections not yet accepted, which CRIU refuses too, are left out).
-tcp_close = env("NVHV_BENCH_TCP_CLOSE", "1") != "0"
-extra = ()
-if tcp_close:
-    with open("/tmp/criu-tcp-close", "w") as f:
-        f.write('#!/bin/sh\nif [ "$1" = dump ]; then shift; exec criu dump --tcp-close --skip-in-flight "$@"; fi\nexec criu "$@"\n')
-    os.chmod("/tmp/criu-tcp-close", 0o755)
-    extra = ("--criu", "/tmp/criu-tcp-close")
-agent = start_agent(store + "-redis", extra)
+# The agent dumps with --tcp-close --skip-in-flight (docs/agent.md), so redis-server can be
+# checkpointed while redis-benchmark's clients are connected.
+agent = start_agent(store + "-redis")
 redis_argv = ["redis-server", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no",
               "--daemonize", "no"]
 
@@ -243,7 +231,7 @@ def bench():
 
 results = {"without": [], "with": []}
 wpp_stats = []
-print(f"\nREDIS: criu dump {'with --tcp-close --skip-in-flight (wrapper)' if tcp_close else 'as the agent runs it'};"
+print(f"\nREDIS: criu dump as the agent runs it (--tcp-close --skip-in-flight);"
       f" redis-benchmark -q -t set,get -n {redis_n} -c {redis_c} over TCP on lo against"
       f" {' '.join(a if a else repr(a) for a in redis_argv)}", flush=True)
 for i in range(runs):
@@ -326,7 +314,7 @@ if [ ! -x "$dirtier" ]; then
 fi
 envs=""
 for v in NVHV_BENCH_SIZES NVHV_BENCH_RATES NVHV_BENCH_CKPTS NVHV_BENCH_RUNS NVHV_BENCH_REDIS_N \
-         NVHV_BENCH_REDIS_CLIENTS NVHV_BENCH_TCP_CLOSE NVHV_BENCH_NOHUGE; do
+         NVHV_BENCH_REDIS_CLIENTS NVHV_BENCH_NOHUGE; do
   eval "[ -n \"\${$v+x}\" ]" && envs="$envs --env $v"
 done
 rm -f "$work/pmem.img" "$work/rc"
