@@ -326,6 +326,8 @@ start=$(date +%s)
 rc=$(cat "$work/rc" 2>/dev/null || echo 125)
 rm -f "$work/pmem.img"
 echo "(wall time including L1's boot: $(($(date +%s) - start)) s)"
+. "$src/tests/tier2/l1_verdict.sh"
+l1_no_verdict "$rc" "$(cat "$work/output.log")"
 [ "$rc" -eq 0 ] || fail "the L1 part exited $rc"
 grep -q '^L1-PASS$' "$work/output.log" || fail "no L1-PASS"
 echo PASS

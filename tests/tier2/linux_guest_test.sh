@@ -60,6 +60,8 @@ start=$(date +%s)
 out=$("$src/tools/nested-host/run" --timeout 900 -- sh "$work/l1.sh" 2>&1)
 rc=$?
 printf '%s\n' "$out"
+. "$(dirname "$0")/l1_verdict.sh"
+l1_no_verdict "$rc" "$out"
 [ "$rc" -eq 0 ] || fail "tools/nested-host/run exited $rc"
 has() { printf '%s\n' "$out" | grep -q -- "$1" || fail "no '$1' in the output"; }
 has "| nvhv-guest: init up"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Tier-2 checks of the nested test host itself (tests/tier2/nested_host.cmake).
-# Usage: nested_host_test.sh smoke|nvdimm|power_cut SOURCE_DIR WORK_DIR
+# Usage: nested_host_test.sh smoke|nvdimm|power_cut|hung|devdax SOURCE_DIR WORK_DIR
 # Exit 77 (ctest: skipped) when this machine lacks what L1 needs.
 set -u
 what=$1 src=$2 work=$3
@@ -13,12 +13,14 @@ for c in qemu-system-x86_64 busybox cpio python3; do
 done
 
 fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/l1_verdict.sh"
 # run_l1 EXPECTED_STATUS ARGS...: runs the harness, shows its output, keeps it in $out.
 run_l1() {
   want=$1; shift
   out=$("$run" "$@" 2>&1)
   rc=$?
   printf '%s\n' "$out"
+  [ "$rc" -eq "$want" ] || l1_no_verdict "$rc" "$out"
   [ "$rc" -eq "$want" ] || fail "tools/nested-host/run exited $rc, expected $want"
 }
 has() { printf '%s\n' "$out" | grep -q -x -- "$1" || fail "no line '$1' in the output"; }
@@ -36,6 +38,21 @@ case "$what" in
     run_l1 0 --timeout 240 --nvdimm "$work/nvdimm.img:64M" -- sh -c \
       'test -b /dev/pmem0 && echo PMEM-OK && ndctl list -N'
     has PMEM-OK
+    ;;
+  hung)
+    # L1's heartbeat stopping (here: its loop is SIGSTOPped, as if L1's kernel no longer ran
+    # it) ends the run with NESTED-HUNG long before the timeout; the command's own output and
+    # L1's console up to then are kept.
+    s=$(date +%s)
+    out=$(NVHV_NESTED_HUNG_AFTER=20 "$run" --timeout 240 -- sh -c \
+      'kill -STOP $(pgrep -P 1 -x init) && echo HEARTBEAT-STOPPED && sleep 600' 2>&1)
+    rc=$? took=$(($(date +%s) - s))
+    printf '%s\n' "$out"
+    [ "$rc" -eq 124 ] || fail "tools/nested-host/run exited $rc, expected 124"
+    has HEARTBEAT-STOPPED
+    has NESTED-HUNG
+    [ "$took" -lt 150 ] || fail "took ${took}s: the hang was not detected before the timeout"
+    echo "hang detected, run ended after ${took}s"
     ;;
   power_cut)
     # A power cut loses L1's RAM and page cache but not the NVDIMM: a block written with

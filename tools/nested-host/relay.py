@@ -6,6 +6,12 @@ L1 console (kernel messages, NESTED-* status lines) and the command's own output
 output is copied to stdout as it arrives; the console is kept for error reports (or shown with
 --verbose). Exit status: the command's, 124 on timeout, 125 when the harness or L1 failed,
 137 after a power cut (--kill-after-line).
+
+L1's init prints NESTED-ALIVE every few seconds from a shell loop. When those stop for HUNG_AFTER
+seconds while the command runs, L1's kernel no longer schedules its own processes: the nested test
+host hung, whatever the command was doing. QEMU is then killed at once (no waiting out the
+timeout) and stderr gets a NESTED-HUNG line, so callers can tell a hung test host from a command
+that is merely slow or stuck (its heartbeat goes on). The status is 124, as for a timeout.
 """
 import argparse
 import collections
@@ -21,6 +27,9 @@ import time
 
 TIMEOUT, HARNESS_FAILURE, POWER_CUT = 124, 125, 137
 POWER_OFF_GRACE = 30  # seconds L1 may take from the command's end to QEMU's exit
+# L1's heartbeat comes every 5 s; a loaded L1 has been seen to stall for 20-odd s (soft lockup
+# reports) and then go on, so only a much longer silence counts as hung.
+HUNG_AFTER = float(os.environ.get("NVHV_NESTED_HUNG_AFTER", 120))
 
 
 class Interrupted(Exception):
@@ -79,7 +88,8 @@ def run(a):
     exit_status = None
     failure = None
     kill_at = None
-    killed_for = None   # "power-cut", "timeout" or "hung power-off"
+    killed_for = None   # "power-cut", "timeout", "hung" or "hung power-off"
+    last_alive = None   # seconds since start of L1's last heartbeat
     bufs = {con_r: b"", out_r: b""}
     open_fds = [con_r, out_r]
     stdout_open = True
@@ -93,12 +103,17 @@ def run(a):
                 elif now - start >= a.timeout:
                     qemu.kill()
                     killed_for = "timeout"
+                elif last_alive is not None and "EXIT" not in marks and now - start - last_alive >= HUNG_AFTER:
+                    qemu.kill()
+                    killed_for = "hung"
                 elif "EXIT" in marks and now - start >= marks["EXIT"] + POWER_OFF_GRACE:
                     qemu.kill()         # the command is done; L1 hangs on its way down
                     killed_for = "hung power-off"
             deadlines = [start + a.timeout] + ([kill_at] if kill_at else [])
             if "EXIT" in marks:
                 deadlines.append(start + marks["EXIT"] + POWER_OFF_GRACE)
+            elif last_alive is not None:
+                deadlines.append(start + last_alive + HUNG_AFTER)
             wait = max(0.0, min(deadlines) - now) if killed_for is None else 1.0
             ready, _, _ = select.select(open_fds, [], [], wait)
             for fd in ready:
@@ -121,6 +136,9 @@ def run(a):
                             kill_at = time.monotonic() + a.kill_delay_ms / 1000
                         continue
                     t = time.monotonic() - start
+                    if line.endswith("NESTED-ALIVE"):   # kernel messages may cut into its line
+                        last_alive = t
+                        continue
                     if a.cleanup and not console_tail:
                         # QEMU read the kernel and initrd when it started: drop them now, so even
                         # a SIGKILLed harness leaves nothing behind.
@@ -167,6 +185,12 @@ def run(a):
         return POWER_CUT
     if killed_for == "hung power-off":
         log(f"L1 did not power off within {POWER_OFF_GRACE} s of the command's end; QEMU killed")
+    if killed_for == "hung":
+        log(f"L1 hung: no heartbeat from its processes for {HUNG_AFTER:g} s (the last at {last_alive:.1f} s); "
+            f"QEMU killed at {total:.1f} s")
+        show_console()
+        sys.stderr.write("NESTED-HUNG\n")
+        return TIMEOUT
     if killed_for == "timeout":
         log(f"timeout: L1 still running after {a.timeout:g} s; QEMU killed")
         show_console()
