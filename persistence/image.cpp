@@ -391,6 +391,13 @@ void Image::prepare(const MachineState& state) {
   if (state.vcpus.size() != geo_.vcpus)
     throw std::invalid_argument(
         fmt::format("checkpoint has {} vCPUs but the image has {}", state.vcpus.size(), geo_.vcpus));
+  // open() takes a slot whose generation is beyond the limit as torn, so such a commit would
+  // never be found again: refuse it while the previous checkpoint is still intact. Only a forged
+  // or corrupted slot header (with a valid checksum) gets here; 2^62 real commits cannot.
+  if (next_generation_ > kMaxGeneration)
+    throw ImageError(fmt::format("{}: no further checkpoint can be committed: slot {} holds generation {}, the last "
+                                 "one allowed (a corrupt or forged slot header)",
+                                 backing_->path(), slot_name(1 - target_), next_generation_ - 1));
   prepared_ = false;
   SlotHeader& h = slot_header(target_);
   // The target is never the newest valid slot, so its old contents cannot win even while it is

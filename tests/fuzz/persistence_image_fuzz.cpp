@@ -4,7 +4,8 @@
 //   2: slot A;  3: both slots — each as [flags][SlotHeader][payload], where flags ask for valid
 //   payload/slot checksums so the decoder behind them is reached.
 // Invariant checked whenever the image opens: a commit wins at the next open whatever the slots
-// held (a torn or stale slot never does), and once consumed it is not resumable.
+// held (a torn or stale slot never does) unless it is refused untouched because a slot holds the
+// last generation allowed, and once consumed it is not resumable.
 #include <xxhash.h>
 
 #include <algorithm>
@@ -108,10 +109,16 @@ void write_header(World& w, const uint8_t* p, size_t n) {
 
 void check_commit_wins(World& w, Image& img) {
   uint64_t gen = 0;
+  const std::vector<uint8_t> before(w.backing.data(), w.backing.data() + w.geo.ram_offset);
   try {
     gen = img.commit(w.probe);
   } catch (const EncodeError&) {
     CHECK(img.geometry().slot_capacity() < w.probe_bytes.size());
+    return;
+  } catch (const ImageError& e) {
+    // Refused only when a slot already holds the last generation allowed, before writing anything.
+    CHECK(std::strstr(e.what(), "no further checkpoint can be committed") != nullptr);
+    CHECK(std::memcmp(before.data(), w.backing.data(), before.size()) == 0);
     return;
   }
   Image again = Image::open(w.backing, w.identity, kRam, kVcpus);

@@ -188,6 +188,36 @@ TEST_F(ImageTest, PartiallyWrittenGenerationIsTorn) {
   EXPECT_TRUE(contains(reason, "slot B is torn")) << reason;
 }
 
+// A slot header with a valid checksum and the largest generation open() accepts (found by
+// fuzz.persistence_image): a further commit could never be found again, so it is refused and
+// the checkpoint there stays in force.
+TEST_F(ImageTest, LastAllowedGenerationRefusesFurtherCommitsAndKeepsTheCheckpoint) {
+  commit_two();
+  layout::SlotHeader h;
+  const auto bytes = test::read_file(path);
+  std::memcpy(&h, bytes.data() + slot(1), sizeof h);
+  h.generation = uint64_t{1} << 62;
+  h.checksum = layout::slot_checksum(h);
+  patch(slot(1), &h, sizeof h);
+  {
+    Backing b = backing();
+    Image img = Image::open(b, identity(), kRam, kVcpus);
+    ASSERT_EQ(img.status(), ImageStatus::resumable) << img.reason();
+    EXPECT_EQ(img.generation(), uint64_t{1} << 62);
+    try {
+      img.commit(sample_machine(kVcpus, 3));
+      ADD_FAILURE() << "a commit beyond the last allowed generation was accepted";
+    } catch (const ImageError& e) {
+      EXPECT_TRUE(contains(e.what(), "no further checkpoint can be committed: slot B holds generation 4611686018427387904"))
+          << e.what();
+    }
+  }
+  Backing b = backing();
+  Image img = Image::open(b, identity(), kRam, kVcpus);
+  ASSERT_EQ(img.status(), ImageStatus::resumable) << img.reason();
+  expect_same(sample_machine(kVcpus, 2), img.load_checkpoint());
+}
+
 TEST_F(ImageTest, PrepareWithoutCommitKeepsThePreviousCheckpoint) {
   with_image([](Image& img) {
     img.commit(sample_machine(kVcpus, 1));
