@@ -7,13 +7,12 @@
 #  - status 124 with a NESTED-HUNG line: L1's heartbeat stopped, so its kernel no longer ran its
 #    own processes, whatever the test was doing (a stuck or slow test keeps the heartbeat going
 #    and ends in a plain timeout, which still fails);
-#  - status 125 after "QEMU exited ... before the command finished": L1's kernel went down (QEMU
-#    runs it with -no-reboot, so a panic or a reboot of L1 ends QEMU).
+#  - status 125 with a NESTED-DOWN line: QEMU ended before the command did, so L1's kernel went
+#    down (QEMU runs it with -no-reboot, so a panic, reboot or triple fault of L1 ends QEMU).
 l1_no_verdict() {
   if [ "$1" -eq 124 ] && printf '%s\n' "$2" | grep -q '^NESTED-HUNG$'; then
     why="L1 hung: its heartbeat stopped, its kernel no longer ran its processes"
-  elif [ "$1" -eq 125 ] &&
-       printf '%s\n' "$2" | grep -q 'nested-host: QEMU exited with status .* before the command finished'; then
+  elif [ "$1" -eq 125 ] && printf '%s\n' "$2" | grep -q '^NESTED-DOWN$'; then
     why="L1's own kernel went down (it rebooted or crashed) while the test ran"
   else
     return 0

@@ -53,6 +53,13 @@ case "$what" in
     has NESTED-HUNG
     [ "$took" -lt 150 ] || fail "took ${took}s: the hang was not detected before the timeout"
     echo "hang detected, run ended after ${took}s"
+    # The other failure of the test host that tests take as no verdict: L1's kernel going down
+    # (here: an immediate reboot, which ends QEMU under -no-reboot).
+    out=$("$run" --timeout 240 -- sh -c 'echo b >/proc/sysrq-trigger; sleep 600' 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    [ "$rc" -eq 125 ] || fail "tools/nested-host/run exited $rc after L1 rebooted, expected 125"
+    has NESTED-DOWN
     ;;
   power_cut)
     # A power cut loses L1's RAM and page cache but not the NVDIMM: a block written with

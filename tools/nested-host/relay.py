@@ -12,6 +12,8 @@ seconds while the command runs, L1's kernel no longer schedules its own processe
 host hung, whatever the command was doing. QEMU is then killed at once (no waiting out the
 timeout) and stderr gets a NESTED-HUNG line, so callers can tell a hung test host from a command
 that is merely slow or stuck (its heartbeat goes on). The status is 124, as for a timeout.
+When QEMU ends before the command did (L1's kernel went down), stderr gets NESTED-DOWN and the
+status is 125.
 """
 import argparse
 import collections
@@ -202,8 +204,10 @@ def run(a):
         show_console()
         return HARNESS_FAILURE
     if exit_status is None:
+        # With -no-reboot, L1's kernel rebooting, panicking or triple faulting ends QEMU.
         log(f"QEMU exited with status {qemu_status} before the command finished")
         show_console()
+        sys.stderr.write("NESTED-DOWN\n")
         return HARNESS_FAILURE
     return exit_status
 
