@@ -111,7 +111,8 @@ J
     }
     # Known failure, not understood (docs/tier2.md): in L1, whose KVM runs on QEMU's emulated SVM,
     # vCPU 1 of the resumed guest sometimes triple faults after ticking on for a while (1 of 5
-    # runs under load here; in CI twice, once perhaps in both of its two attempts). When the resume
+    # runs under load here; it failed two CI runs, the second with one retry allowed and for a
+    # reason the output on record does not show). When the resume
     # had worked (ticks went on), the session is run again with a RETRY line, up to three
     # attempts in all: a fault that nvhv causes comes back every time and fails the test.
     attempt=1
