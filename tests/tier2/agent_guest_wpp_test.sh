@@ -8,6 +8,7 @@
 # nvhv ("on_reset": "reboot") cold-boots it in the same process. After the second agent.ready the
 # guest script checks that redis has its keys and the counter went on from its last committed
 # checkpoint (COMMITTED as init saw it at boot, before the agent changed anything).
+# A vCPU triple fault of the guest before the planned crash (an L1 flake) counts as the crash.
 # Usage: agent_guest_wpp_test.sh SOURCE_DIR BUILD_DIR WORK_DIR
 set -u
 src=$1 build=$2 work=$3
@@ -144,13 +145,30 @@ printf '%s\n' "$out" | grep "counter started:" | grep -q '"id":"p1"' || fail "th
 has "GUEST-LOADED dbsize=$keys "
 has "GUEST-REDIS dbsize=$keys first=val:1 last=val:$keys "
 
+# The crash: the planned one (sysrq), or a vCPU of the guest triple faulting before it, which
+# L1's KVM does now and then (docs/tier2.md, "Known failure: vCPUs triple fault in L1"). Either
+# stops the guest at once and nvhv cold-boots it, so the restore is judged the same way; the
+# output says which it was.
+stamp_of() { printf '%s\n' "$out" | sed -n "s/^ *\([0-9.]*\) | .*$1.*/\1/p" | head -1; }
+crash_at=$(stamp_of 'sysrq: Trigger a crash') crash_kind="planned (sysrq c)"
+if [ -z "$crash_at" ]; then
+  crash_at=$(stamp_of 'nvhv: error: vcpu[0-9]*: triple fault')
+  crash_kind="unplanned: $(printf '%s\n' "$out" | sed -n 's/.*| nvhv: error: \(vcpu[0-9]*: triple fault\).*/\1/p' | head -1) before the planned crash"
+fi
+[ -n "$crash_at" ] || fail "neither the planned crash (sysrq) nor a triple fault in the output"
+echo "CRASH: $crash_kind, at ${crash_at}s"
+
 # Redis: the keys were loaded before the crash; how many redis checkpoints committed after that.
-loaded_at=$(printf '%s\n' "$out" | sed -n 's/^ *\([0-9.]*\) | GUEST-LOADED.*/\1/p')
-crash_at=$(printf '%s\n' "$out" | sed -n 's/^ *\([0-9.]*\) | .*sysrq: Trigger a crash.*/\1/p' | head -1)
+loaded_at=$(stamp_of 'GUEST-LOADED')
 after_load=$(printf '%s\n' "$out" | awk -v a="$loaded_at" -v c="$crash_at" -F' [|] ' \
   '$2 ~ /agent: p2 gen [0-9]+ committed/ && $1+0 > a+0 && $1+0 < c+0' | wc -l)
 echo "REDIS: $keys keys loaded at ${loaded_at}s, crash at ${crash_at}s, $after_load redis checkpoints committed in between"
-[ "$after_load" -ge 1 ] || fail "no redis checkpoint committed after the load (raise NVHV_TEST_PANIC_AFTER)"
+if [ "$after_load" -lt 1 ]; then
+  case $crash_kind in
+  unplanned*) echo "SKIPPED: the guest crashed ($crash_kind) before a redis checkpoint committed after the load: nothing to judge"; exit 77 ;;
+  esac
+  fail "no redis checkpoint committed after the load (raise NVHV_TEST_PANIC_AFTER)"
+fi
 
 # Counter: the state restored is p1's COMMITTED as init printed it at the second boot.
 committed=$(printf '%s\n' "$out" | grep '| nvhv-guest: agent: committed p1:' | tail -1)
@@ -173,7 +191,7 @@ echo "TIMING: seconds since nvhv started:"
 printf '%s\n' "$out" | awk -F' [|] ' '
   /nvhv-guest: init up/ { n++; printf "  boot %d: init up at %s\n", n, $1 }
   /nvhv-guest: agent: ready at/ { printf "  boot %d: agent ready at %s (guest: %s)\n", n, $1, $2 }
-  /sysrq: Trigger a crash/ { printf "  crash at %s\n", $1 }
+  /sysrq: Trigger a crash|nvhv: error: vcpu[0-9]+: triple fault/ { printf "  crash at %s\n", $1 }
   /nvhv: guest reset: rebooting/ { printf "  cold boot at %s\n", $1 }
   /nvhv-agent: ready:/ { printf "  %s\n", $2 }
   /nvhv: agent: p[0-9]+ restored from/ { printf "  %s at %s\n", $2, $1 }'
