@@ -1,7 +1,7 @@
 # Tier-2: the nested test host (tools/nested-host/run, docs/tier2.md) that Linux-guest tests of
 # nvhv run in. Each test boots L1 under TCG, which takes both cores of this machine: RUN_SERIAL.
 # Skipped (exit 77) where the Debian kernel or busybox-static is missing.
-foreach(_check smoke nvdimm power_cut hung devdax)
+foreach(_check smoke nvdimm power_cut hung devdax kvm_trace)
   add_test(NAME tier2.nested_host_${_check}
     COMMAND ${CMAKE_CURRENT_LIST_DIR}/nested_host_test.sh ${_check} ${PROJECT_SOURCE_DIR}
             ${CMAKE_BINARY_DIR}/tests/tier2)

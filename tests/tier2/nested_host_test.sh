@@ -1,6 +1,6 @@
 #!/bin/sh
 # Tier-2 checks of the nested test host itself (tests/tier2/nested_host.cmake).
-# Usage: nested_host_test.sh smoke|nvdimm|power_cut|hung|devdax SOURCE_DIR WORK_DIR
+# Usage: nested_host_test.sh smoke|nvdimm|power_cut|hung|devdax|kvm_trace SOURCE_DIR WORK_DIR
 # Exit 77 (ctest: skipped) when this machine lacks what L1 needs.
 set -u
 what=$1 src=$2 work=$3
@@ -132,6 +132,26 @@ J
     printf '%s\n' "$out" | grep -q "^SECOND: testos: tick 12 ok" || fail "ticks did not continue after the resume"
     printf '%s\n' "$out" | grep -q "^SECOND: testos: boot" && fail "testos booted again"
     printf '%s\n' "$out" | grep -q "CORRUPT" && fail "CORRUPT"
+    ;;
+  kvm_trace)
+    # A guest's triple fault as L1's KVM saw it: nvhv can print only the vCPU's reset state
+    # (AMD), the harness's trace of kvm_exit keeps where the guest was (docs/tier2.md).
+    testos=${NVHV_BUILD_DIR:-$src/build}/guest-images/testos.elf
+    nvhv=${NVHV_BUILD_DIR:-$src/build}/bin/nvhv
+    [ -x "$nvhv" ] && [ -r "$testos" ] || { echo "SKIP: $nvhv or $testos not built"; exit 77; }
+    run_l1 0 --timeout 240 -- sh -c "
+      cat >/tmp/g.json <<J
+{\"name\": \"tf\", \"vcpus\": 1, \"memory\": {\"size_mib\": 64}, \"kernel\": \"$testos\",
+ \"cmdline\": \"tick_ms=50 triple_fault_after=3\"}
+J
+      '$nvhv' run /tmp/g.json 2>&1; echo NVHV-EXIT \$?"
+    has "NVHV-EXIT 1"
+    printf '%s\n' "$out" | grep -q "testos: triple fault" || fail "testos did not get to its triple fault"
+    line=$(printf '%s\n' "$out" | grep '^L1-KVM-TRACE .*kvm_exit: .*reason shutdown' | tail -1)
+    [ -n "$line" ] || fail "no traced shutdown exit (L1-KVM-TRACE ... kvm_exit: ... reason shutdown)"
+    rip=$(printf '%s\n' "$line" | sed -n 's/.* rip \(0x[0-9a-f]*\).*/\1/p')
+    echo "traced: $line"
+    case $rip in ""|0x0|0xfff0) fail "the traced shutdown has no guest RIP ($rip)" ;; esac
     ;;
   *) fail "unknown check $what" ;;
 esac
