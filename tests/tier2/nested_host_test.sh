@@ -24,6 +24,9 @@ run_l1() {
   [ "$rc" -eq "$want" ] || fail "tools/nested-host/run exited $rc, expected $want"
 }
 has() { printf '%s\n' "$out" | grep -q -x -- "$1" || fail "no line '$1' in the output"; }
+# The build that checks running nvhv in L1 use: NVHV_BUILD_DIR (set by ctest) or SOURCE_DIR/build.
+build=${NVHV_BUILD_DIR:-$src/build}
+testos=$build/guest-images/testos.elf nvhv=$build/bin/nvhv
 
 case "$what" in
   smoke)
@@ -86,9 +89,6 @@ case "$what" in
   devdax)
     # nvhv with guest RAM on a device-DAX node in L1: testos ticks, SIGPWR checkpoints it, a
     # second nvhv resumes it from /dev/dax0.0 with its ticks going on.
-    testos=$src/build/guest-images/testos.elf
-    [ -n "${NVHV_BUILD_DIR:-}" ] && testos=$NVHV_BUILD_DIR/guest-images/testos.elf
-    nvhv=$(dirname "$(dirname "$testos")")/bin/nvhv
     [ -x "$nvhv" ] || { echo "SKIP: $nvhv not built"; exit 77; }
     devdax_session() {
       rm -f "$work/devdax.img"
@@ -136,8 +136,6 @@ J
   kvm_trace)
     # A guest's triple fault as L1's KVM saw it: nvhv can print only the vCPU's reset state
     # (AMD), the harness's trace of kvm_exit keeps where the guest was (docs/tier2.md).
-    testos=${NVHV_BUILD_DIR:-$src/build}/guest-images/testos.elf
-    nvhv=${NVHV_BUILD_DIR:-$src/build}/bin/nvhv
     [ -x "$nvhv" ] && [ -r "$testos" ] || { echo "SKIP: $nvhv or $testos not built"; exit 77; }
     run_l1 0 --timeout 240 -- sh -c "
       cat >/tmp/g.json <<J
