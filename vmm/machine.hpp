@@ -150,8 +150,7 @@ class Machine {
     uint32_t flags;
   };
   void setup_pmem_regions(uint32_t first_slot, std::vector<DirtyWriteback::Slot>& tracked, std::vector<SlotRegistration>& registrations);
-  void register_memory_slots(std::vector<SlotRegistration> slots);
-  void wait_for_memory_slots();
+  void register_memory_slots(const std::vector<SlotRegistration>& slots);
   void setup_devices();
   void setup_virtio();
   std::vector<x86::MpPciInterrupt> pci_interrupts() const;
@@ -185,8 +184,6 @@ class Machine {
   std::deque<persistence::Backing> pmem_backings_;  // deque: slots keep pointers to them
   std::vector<E820Entry> pmem_e820_;
   uint64_t resumed_generation_ = 0;
-  std::thread slot_thread_;
-  std::exception_ptr slot_error_;
   std::vector<uint32_t> checkpoint_msrs_;
   size_t xsave_size_ = 0;
   persistence::MachineState save_buffer_;  // sized once so the power-fail path does not allocate

@@ -56,7 +56,6 @@ void Machine::restore_checkpoint() {
   std::vector<persistence::Snapshottable*> devices(snapshot_devices_.begin(), snapshot_devices_.end());
   persistence::restore_devices(devices, state.devices);
   for (size_t i = 0; i < vcpus_->size(); ++i) restore_vcpu_state(vcpus_->at(i).fd(), state.vcpus[i]);
-  wait_for_memory_slots();  // the guest must find its RAM once it runs
   fault_point("resume:after-restore");
   // From the first guest instruction on, RAM moves away from the checkpoint: it must never be
   // resumed again, even if this process dies before taking a new one.
