@@ -1,7 +1,6 @@
 #include "persistence/backing.hpp"
 
 #include <fcntl.h>
-#include <libpmem2.h>
 #include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -9,40 +8,95 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include <fmt/core.h>
 
+#include "persistence/pmem2_library.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 
 namespace nvhv::persistence {
 namespace {
 
-[[noreturn]] void throw_pmem2(int rc, const std::string& what) {
-  // pmem2 returns either -errno or its own codes; pmem2_errormsg() carries the detail either way.
-  // (pmem2_err_to_errno is declared by Debian's header but missing from its libpmem2.so.1.)
-  int err = (rc < 0 && rc > -4096) ? -rc : EIO;
-  throw SystemError(err, fmt::format("{} ({})", what, pmem2_errormsg()));
-}
-
-struct ConfigDeleter {
-  void operator()(pmem2_config* c) const { pmem2_config_delete(&c); }
-};
-struct SourceDeleter {
-  void operator()(pmem2_source* s) const { pmem2_source_delete(&s); }
-};
-using ConfigPtr = std::unique_ptr<pmem2_config, ConfigDeleter>;
-using SourcePtr = std::unique_ptr<pmem2_source, SourceDeleter>;
-
 std::string human(uint64_t bytes) {
   if (bytes >= (1ull << 30) && bytes % (1ull << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
   if (bytes >= (1ull << 20) && bytes % (1ull << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
   return fmt::format("{} bytes", bytes);
 }
+
+constexpr size_t kMappingAlignment = size_t{2} << 20;  // lets KVM map guest RAM with huge pages
+
+[[noreturn]] void throw_pmem2(int rc, const std::string& what) {
+  // pmem2 returns either -errno or its own codes; pmem2_errormsg() carries the detail either way.
+  // (pmem2_err_to_errno is declared by Debian's header but missing from its libpmem2.so.1.)
+  int err = (rc < 0 && rc > -4096) ? -rc : EIO;
+  throw SystemError(err, fmt::format("{} ({})", what, Pmem2::get().errormsg()));
+}
+
+struct ConfigDeleter {
+  void operator()(pmem2_config* c) const { Pmem2::get().config_delete(&c); }
+};
+struct SourceDeleter {
+  void operator()(pmem2_source* s) const { Pmem2::get().source_delete(&s); }
+};
+using ConfigPtr = std::unique_ptr<pmem2_config, ConfigDeleter>;
+using SourcePtr = std::unique_ptr<pmem2_source, SourceDeleter>;
+
+SourcePtr pmem2_source_of(int fd, const std::string& path) {
+  pmem2_source* raw = nullptr;
+  if (int rc = Pmem2::get().source_from_fd(&raw, fd); rc != 0) {
+    if (rc == PMEM2_E_INVALID_FILE_TYPE)
+      throw ConfigError(fmt::format("backing {} is a character device but not device-DAX", path));
+    throw_pmem2(rc, fmt::format("pmem2_source_from_fd {}", path));
+  }
+  return SourcePtr(raw);
+}
+
+// fd < 0 maps anonymous shared memory. The start is aligned to kMappingAlignment.
+Mapping map_shared_aligned(int fd, size_t length, const std::string& what) {
+  void* area = ::mmap(nullptr, length + kMappingAlignment, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (area == MAP_FAILED) throw SystemError(errno, fmt::format("reserve {} bytes of address space for {}", length, what));
+  const auto base = reinterpret_cast<uintptr_t>(area);
+  const uintptr_t start = (base + kMappingAlignment - 1) & ~uintptr_t{kMappingAlignment - 1};
+  const int flags = MAP_SHARED | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0);
+  void* p = ::mmap(reinterpret_cast<void*>(start), length, PROT_READ | PROT_WRITE, flags, fd, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    ::munmap(area, length + kMappingAlignment);
+    throw SystemError(err, fmt::format("mmap {} ({} bytes)", what, length));
+  }
+  if (start > base) ::munmap(area, start - base);
+  const uintptr_t end = start + length, area_end = base + length + kMappingAlignment;
+  if (area_end > end) ::munmap(reinterpret_cast<void*>(end), area_end - end);
+  return Mapping(p, length);
+}
+
+// The whole backing is mapped, rounded down to its mapping alignment.
+size_t usable_length(const std::string& path, uint64_t size, uint64_t align, uint64_t required_size) {
+  const uint64_t length = size / align * align;
+  if (length == 0 || length < required_size)
+    throw ConfigError(fmt::format("backing {} has {} usable bytes (size {}, alignment {}) but this VM needs {} ({})",
+                                  path, length, size, align, required_size, human(required_size)));
+  return static_cast<size_t>(length);
+}
+
+// Page granularity without libpmem2: the same msync, but a failure is reported to the caller
+// where libpmem2 would abort the process.
+void msync_range(const void* p, size_t n) {
+  const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095};
+  const auto end = reinterpret_cast<uintptr_t>(p) + n;
+  if (::msync(reinterpret_cast<void*>(first), end - first, MS_SYNC) != 0)
+    throw SystemError(errno, fmt::format("msync {} bytes at {}", n, p));
+}
+// Anonymous memory is never durable; a fence keeps the ordering callers rely on.
+void fence_only(const void*, size_t) { std::atomic_thread_fence(std::memory_order_seq_cst); }
+void fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 const char* fs_name(int64_t type) {
   switch (type) {
@@ -56,16 +110,15 @@ const char* fs_name(int64_t type) {
   }
 }
 
-// libpmem2 only says which granularity it got; ask the kernel directly why MAP_SYNC was refused.
-std::string why_no_map_sync(int fd) {
+// Why a regular file cannot be mapped MAP_SYNC, or nothing when it can (a file on a DAX mount).
+std::optional<std::string> map_sync_refusal(int fd) {
   struct statfs fs{};
   const char* fs_type = ::fstatfs(fd, &fs) == 0 ? fs_name(fs.f_type) : "an unknown filesystem";
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
   if (p != MAP_FAILED) {
     ::munmap(p, page);
-    return fmt::format("the file is on {} and MAP_SYNC works, but libpmem2 chose page granularity "
-                       "(PMEM2_FORCE_GRANULARITY set?)", fs_type);
+    return std::nullopt;
   }
   if (errno == EOPNOTSUPP)
     return fmt::format("the file is on {}, which does not support MAP_SYNC (not a DAX mount)", fs_type);
@@ -155,70 +208,87 @@ Backing Backing::open(const std::string& path, uint64_t required_size, Options o
     set_file_size(fd, path, required_size);
   }
 
-  pmem2_source* raw_src = nullptr;
-  if (int rc = pmem2_source_from_fd(&raw_src, fd); rc != 0) {
-    if (rc == PMEM2_E_INVALID_FILE_TYPE)
-      throw ConfigError(fmt::format("backing {} is a character device but not device-DAX", path));
-    throw_pmem2(rc, fmt::format("pmem2_source_from_fd {}", path));
-  }
-  SourcePtr src(raw_src);
-  // For device-DAX this reads /sys/dev/char/<maj>:<min>/size and .../device/align (2 MiB typically).
-  size_t size = 0, align = 0;
-  if (int rc = pmem2_source_size(src.get(), &size); rc != 0) throw_pmem2(rc, fmt::format("size of {}", path));
-  if (int rc = pmem2_source_alignment(src.get(), &align); rc != 0)
-    throw_pmem2(rc, fmt::format("mapping alignment of {}", path));
-  const size_t length = size / align * align;
-  if (length == 0 || length < required_size)
-    throw ConfigError(fmt::format("backing {} has {} usable bytes (size {}, alignment {}) but this VM needs {} ({})",
-                                  path, length, size, align, required_size, human(required_size)));
-
-  b.map_source(src.get(), length);
-  if (is_char)
+  std::optional<std::string> no_map_sync;
+  if (is_char) {
+    b.map_dax(fd, required_size);
     b.kind_ = BackingKind::devdax;
-  else
+  } else if ((no_map_sync = map_sync_refusal(fd))) {
+    // Behind the page cache libpmem2 adds nothing but an msync, and loading it costs every start.
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t size = std::max<uint64_t>(static_cast<uint64_t>(st.st_size), required_size);
+    b.map_page_cache(fd, usable_length(path, size, page, required_size));
+  } else {
+    b.map_dax(fd, required_size);
     b.kind_ = b.granularity_ == Granularity::page ? BackingKind::file : BackingKind::fsdax_file;
+    if (b.kind_ == BackingKind::file)
+      no_map_sync = "MAP_SYNC works, but libpmem2 chose page granularity (PMEM2_FORCE_GRANULARITY set?)";
+  }
 
-  log::info("mapped {} ({}, {}) with store granularity {}: {}", path, to_string(b.kind_), human(length),
+  log::info("mapped {} ({}, {}) with store granularity {}: {}", path, to_string(b.kind_), human(b.size_),
             to_string(b.granularity_), explain(b.granularity_));
-  if (b.kind_ == BackingKind::file) log::info("MAP_SYNC not used for {}: {}", path, why_no_map_sync(fd));
+  if (no_map_sync) log::info("MAP_SYNC not used for {}: {}", path, *no_map_sync);
   remove_on_failure.armed = false;
   return b;
 }
 
 Backing Backing::anonymous(size_t size) {
-  pmem2_source* raw_src = nullptr;
-  if (int rc = pmem2_source_from_anon(&raw_src, size); rc != 0) throw_pmem2(rc, "pmem2_source_from_anon");
-  SourcePtr src(raw_src);
   Backing b;
   b.path_ = "<memory>";
-  b.map_source(src.get(), size);
+  b.mapping_ = map_shared_aligned(-1, size, "anonymous memory");
+  b.data_ = b.mapping_.bytes();
+  b.size_ = size;
   b.kind_ = BackingKind::memory;
+  b.granularity_ = Granularity::byte;
+  b.persist_fn_ = fence_only;
+  b.flush_fn_ = fence_only;
+  b.drain_fn_ = fence;
   return b;
 }
 
-void Backing::map_source(const pmem2_source* src, size_t length) {
+void Backing::map_page_cache(int fd, size_t length) {
+  mapping_ = map_shared_aligned(fd, length, path_);
+  data_ = mapping_.bytes();
+  size_ = length;
+  kind_ = BackingKind::file;
+  granularity_ = Granularity::page;
+  persist_fn_ = msync_range;
+  // flush() and drain() of a page-cache file use write-back and fdatasync instead.
+  flush_fn_ = fence_only;
+  drain_fn_ = fence;
+}
+
+void Backing::map_dax(int fd, uint64_t required_size) {
+  const Pmem2& pmem2 = Pmem2::get();
+  SourcePtr src = pmem2_source_of(fd, path_);
+  // For device-DAX this reads /sys/dev/char/<maj>:<min>/size and .../device/align (2 MiB typically).
+  size_t size = 0, align = 0;
+  if (int rc = pmem2.source_size(src.get(), &size); rc != 0) throw_pmem2(rc, fmt::format("size of {}", path_));
+  if (int rc = pmem2.source_alignment(src.get(), &align); rc != 0)
+    throw_pmem2(rc, fmt::format("mapping alignment of {}", path_));
+  const size_t length = usable_length(path_, size, align, required_size);
+
   pmem2_config* raw_cfg = nullptr;
-  if (int rc = pmem2_config_new(&raw_cfg); rc != 0) throw_pmem2(rc, "pmem2_config_new");
+  if (int rc = pmem2.config_new(&raw_cfg); rc != 0) throw_pmem2(rc, "pmem2_config_new");
   ConfigPtr cfg(raw_cfg);
   // PAGE is the weakest guarantee we accept, so every kind maps; libpmem2 upgrades to
   // MAP_SYNC (CACHE_LINE or BYTE) where the filesystem and platform allow it.
-  if (int rc = pmem2_config_set_required_store_granularity(cfg.get(), PMEM2_GRANULARITY_PAGE); rc != 0)
+  if (int rc = pmem2.config_set_required_store_granularity(cfg.get(), PMEM2_GRANULARITY_PAGE); rc != 0)
     throw_pmem2(rc, "pmem2_config_set_required_store_granularity");
-  if (int rc = pmem2_config_set_length(cfg.get(), length); rc != 0) throw_pmem2(rc, "pmem2_config_set_length");
+  if (int rc = pmem2.config_set_length(cfg.get(), length); rc != 0) throw_pmem2(rc, "pmem2_config_set_length");
   // Shared is the default and what KVM needs: guest stores must land in the file, not a COW copy.
-  if (int rc = pmem2_config_set_sharing(cfg.get(), PMEM2_SHARED); rc != 0) throw_pmem2(rc, "pmem2_config_set_sharing");
-  if (int rc = pmem2_map_new(&map_, cfg.get(), src); rc != 0) throw_pmem2(rc, fmt::format("pmem2_map_new {}", path_));
-  data_ = static_cast<uint8_t*>(pmem2_map_get_address(map_));
-  size_ = pmem2_map_get_size(map_);
-  switch (pmem2_map_get_store_granularity(map_)) {
+  if (int rc = pmem2.config_set_sharing(cfg.get(), PMEM2_SHARED); rc != 0) throw_pmem2(rc, "pmem2_config_set_sharing");
+  if (int rc = pmem2.map_new(&map_, cfg.get(), src.get()); rc != 0) throw_pmem2(rc, fmt::format("pmem2_map_new {}", path_));
+  data_ = static_cast<uint8_t*>(pmem2.map_get_address(map_));
+  size_ = pmem2.map_get_size(map_);
+  switch (pmem2.map_get_store_granularity(map_)) {
     case PMEM2_GRANULARITY_BYTE: granularity_ = Granularity::byte; break;
     case PMEM2_GRANULARITY_CACHE_LINE: granularity_ = Granularity::cache_line; break;
     case PMEM2_GRANULARITY_PAGE: granularity_ = Granularity::page; break;
   }
   // Note: for PAGE, libpmem2 aborts the process if msync fails, rather than report data loss.
-  persist_fn_ = pmem2_get_persist_fn(map_);
-  flush_fn_ = pmem2_get_flush_fn(map_);
-  drain_fn_ = pmem2_get_drain_fn(map_);
+  persist_fn_ = pmem2.get_persist_fn(map_);
+  flush_fn_ = pmem2.get_flush_fn(map_);
+  drain_fn_ = pmem2.get_drain_fn(map_);
 }
 
 void Backing::start_writeback(const void* p, size_t n) const {
@@ -243,6 +313,7 @@ Backing& Backing::operator=(Backing&& o) noexcept {
     fd_ = std::move(o.fd_);
     path_ = std::move(o.path_);
     map_ = std::exchange(o.map_, nullptr);
+    mapping_ = std::move(o.mapping_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     kind_ = o.kind_;
@@ -257,8 +328,9 @@ Backing& Backing::operator=(Backing&& o) noexcept {
 Backing::~Backing() { reset(); }
 
 void Backing::reset() {
-  if (map_) pmem2_map_delete(&map_);
+  if (map_) Pmem2::get().map_delete(&map_);
   map_ = nullptr;
+  mapping_.reset();
   data_ = nullptr;
   size_ = 0;
   fd_.reset();

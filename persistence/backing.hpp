@@ -1,15 +1,16 @@
 #pragma once
 // The persistent memory a VM image lives in: a regular file, a file on a DAX filesystem or a
-// device-DAX node, mapped shared through libpmem2 so guest stores reach the medium and KVM can
-// map the same pages into the guest.
+// device-DAX node, mapped shared so guest stores reach the medium and KVM can map the same pages
+// into the guest. DAX backings are mapped through libpmem2, which knows the platform's
+// persistence domain; a file behind the page cache needs only mmap and msync.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
+#include "vmm/base/mapping.hpp"
 #include "vmm/base/unique_fd.hpp"
 
 struct pmem2_map;
-struct pmem2_source;
 
 namespace nvhv::persistence {
 
@@ -86,12 +87,14 @@ class Backing {
   bool page_cache_file() const { return granularity_ == Granularity::page && kind_ == BackingKind::file; }
   void start_writeback(const void* p, size_t n) const;
   void wait_for_writeback() const;
-  void map_source(const pmem2_source* src, size_t length);
+  void map_page_cache(int fd, size_t length);
+  void map_dax(int fd, uint64_t required_size);
   void reset();
 
   UniqueFd fd_;
   std::string path_;
-  pmem2_map* map_ = nullptr;
+  pmem2_map* map_ = nullptr;  // DAX backings
+  Mapping mapping_;           // the others
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   BackingKind kind_ = BackingKind::memory;

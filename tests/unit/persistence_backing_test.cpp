@@ -1,4 +1,5 @@
 // Backing: creating, sizing, refusing and mapping files the way KVM will use them.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -39,6 +40,29 @@ TEST(Backing, CreatesMissingFilePrivateAndZeroed) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(static_cast<uint64_t>(st.st_size), 4 * kMiB);
   EXPECT_TRUE(std::all_of(b.data(), b.data() + b.size(), [](uint8_t x) { return x == 0; }));
+}
+
+// A page-cache file needs only mmap and msync: libpmem2 (and the libndctl, libkmod and
+// libcrypto it brings) must stay out of the process, or every resume pays for loading it.
+// (Only a character device loads it, and the tests that open one come later in this file.)
+TEST(Backing, PageCacheFileLeavesLibpmem2Unloaded) {
+  test::TempDir dir;
+  Backing b = Backing::open(dir.file("plain.img"), 4 * kMiB, true);
+  ASSERT_EQ(b.kind(), BackingKind::file);
+  EXPECT_EQ(::dlopen("libpmem2.so.1", RTLD_NOW | RTLD_NOLOAD), nullptr);
+  Backing anon = Backing::anonymous(kMiB);
+  EXPECT_EQ(::dlopen("libpmem2.so.1", RTLD_NOW | RTLD_NOLOAD), nullptr);
+}
+
+// KVM backs guest RAM with huge pages only where the host mapping is 2 MiB aligned.
+TEST(Backing, MappingsStart2MiBAligned) {
+  test::TempDir dir;
+  Backing file = Backing::open(dir.file("aligned.img"), 6 * kMiB, true);
+  Backing anon = Backing::anonymous(3 * kMiB);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(file.data()) % (2 * kMiB), 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(anon.data()) % (2 * kMiB), 0u);
+  anon.data()[3 * kMiB - 1] = 7;  // the whole length is mapped read-write
+  file.data()[6 * kMiB - 1] = 7;
 }
 
 TEST(Backing, MissingFileWithoutCreateIsAnError) {
