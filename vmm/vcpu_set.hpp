@@ -2,6 +2,7 @@
 // The vCPUs of a machine and the one mechanism that stops them: every request that needs the
 // vCPUs out of KVM_RUN with their state consistent (pause, checkpoint, shutdown) goes through
 // pause()/stop() here.
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -42,6 +43,8 @@ class VcpuSet {
   void report_exit(Vcpu& vcpu, VcpuExit why);
 
  private:
+  void wait_briefly_for_acks() const;
+
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   ExitHandler on_exit_;
   mutable std::mutex mu_;
@@ -51,7 +54,8 @@ class VcpuSet {
   // Each pause() is an epoch: a vCPU runs that epoch's work once and acknowledges it, whether
   // it was running or already parked by an earlier pause.
   uint64_t epoch_ = 0;
-  size_t acked_ = 0;
+  // Written under mu_; also read without it while pause() spins for the acknowledgements.
+  std::atomic<size_t> acked_ = 0;
   std::vector<uint64_t> seen_epoch_;
   bool joined_ = false;
   const PerVcpuWork* work_ = nullptr;
