@@ -32,7 +32,6 @@
 #include "persistence/swap.hpp"
 #include "vmm/agent_channel.hpp"
 #include "vmm/config.hpp"
-#include "vmm/state/kvm_state.hpp"
 #include "vmm/dirty_writeback.hpp"
 #include "vmm/swap_dirty_map.hpp"
 #include "vmm/kvm/kvm.hpp"
@@ -187,7 +186,6 @@ class Machine {
   uint64_t resumed_generation_ = 0;
   std::vector<uint32_t> checkpoint_msrs_;
   size_t xsave_size_ = 0;
-  RegisterReads vcpu_register_reads_ = RegisterReads::ioctls;  // on the vCPU threads, at a checkpoint
   persistence::MachineState save_buffer_;  // sized once so the power-fail path does not allocate
   std::vector<persistence::Snapshottable*> snapshot_devices_;
   std::unique_ptr<pci::KvmInterruptSink> irq_sink_;

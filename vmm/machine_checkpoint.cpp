@@ -73,11 +73,7 @@ void Machine::prepare_checkpointing() {
   xsave_size_ = kvm_.xsave_size();
   checkpoint_msrs_ = probe_readable_msrs(vcpus_->at(0).fd(), supported_msrs_);
   save_buffer_.vcpus.resize(vcpus_->size());
-  // Not on the vCPU threads yet: the dry run reads with ioctls.
-  for (size_t i = 0; i < vcpus_->size(); ++i)
-    save_vcpu_state(vcpus_->at(i).fd(), checkpoint_msrs_, xsave_size_, RegisterReads::ioctls, save_buffer_.vcpus[i]);
-  const auto synced = static_cast<uint64_t>(kvm_.check_extension(KVM_CAP_SYNC_REGS));
-  vcpu_register_reads_ = (synced & VcpuFd::kSyncedState) == VcpuFd::kSyncedState ? RegisterReads::synced_run : RegisterReads::ioctls;
+  for (size_t i = 0; i < vcpus_->size(); ++i) save_vcpu_state(vcpus_->at(i).fd(), checkpoint_msrs_, xsave_size_, save_buffer_.vcpus[i]);
   save_buffer_.vm = save_vm_state(*vm_);
   persistence::save_devices(snapshot_devices_, save_buffer_.devices);
   std::vector<uint8_t> scratch;
@@ -100,7 +96,7 @@ CheckpointFigures Machine::power_fail_checkpoint(bool exit_after) {
     std::vector<std::exception_ptr> errors(vcpus_->size());
     bool paused = vcpus_->pause([&](Vcpu& v) {
       try {
-        save_vcpu_state(v.fd(), checkpoint_msrs_, xsave_size_, vcpu_register_reads_, save_buffer_.vcpus[v.index()]);
+        save_vcpu_state(v.fd(), checkpoint_msrs_, xsave_size_, save_buffer_.vcpus[v.index()]);
       } catch (...) {
         errors[v.index()] = std::current_exception();
       }

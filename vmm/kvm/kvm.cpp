@@ -169,21 +169,6 @@ bool VcpuFd::run() {
   throw_errno("KVM_RUN");
 }
 
-void VcpuFd::read_synced_state(kvm_regs& regs, kvm_sregs& sregs, kvm_vcpu_events& events) {
-  kvm_run* r = run_area();
-  r->kvm_valid_regs = kSyncedState;
-  __atomic_store_n(&r->immediate_exit, 1, __ATOMIC_SEQ_CST);
-  const long rc = ::ioctl(fd(), KVM_RUN, 0);
-  const int err = errno;
-  __atomic_store_n(&r->immediate_exit, 0, __ATOMIC_SEQ_CST);
-  r->kvm_valid_regs = 0;  // every later exit would pay for the copy otherwise
-  if (rc == 0) throw std::runtime_error("KVM_RUN with immediate_exit reported an exit instead of returning at once");
-  if (err != EINTR) throw SystemError(err, "KVM_RUN (immediate exit, synced registers)");
-  regs = r->s.regs.regs;
-  sregs = r->s.regs.sregs;
-  events = r->s.regs.events;
-}
-
 kvm_regs VcpuFd::get_regs() const {
   kvm_regs r{};
   NVHV_IOCTL(fd(), KVM_GET_REGS, &r);

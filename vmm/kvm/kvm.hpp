@@ -72,13 +72,6 @@ class VcpuFd {
 
   // KVM_RUN; returns false when interrupted by a signal (EINTR/EAGAIN), true on a real exit.
   bool run();
-  // Registers, special registers and vCPU events from one KVM_RUN that returns at once
-  // (immediate_exit) with KVM_CAP_SYNC_REGS: one ioctl where KVM_GET_REGS, KVM_GET_SREGS and
-  // KVM_GET_VCPU_EVENTS are three, each a round trip into a nested host's KVM. Call it only on
-  // the thread that runs this vCPU (KVM_RUN from another thread waits for an RCU grace period),
-  // outside KVM_RUN with no I/O left to complete, and only where the capability has all three.
-  void read_synced_state(kvm_regs& regs, kvm_sregs& sregs, kvm_vcpu_events& events);
-  static constexpr uint64_t kSyncedState = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
 
   kvm_regs get_regs() const;
   void set_regs(const kvm_regs& regs);

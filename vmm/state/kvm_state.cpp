@@ -32,24 +32,19 @@ std::vector<uint32_t> probe_readable_msrs(VcpuFd& vcpu, const std::vector<uint32
   }
 }
 
-void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsave_size, RegisterReads how,
-                     persistence::VcpuState& out) {
+void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsave_size, persistence::VcpuState& out) {
   // MP state first: reading it makes KVM process pending INIT/SIPI events, which change the
   // registers read next.
   out.mp_state = vcpu.get_mp_state();
-  if (how == RegisterReads::synced_run) {
-    vcpu.read_synced_state(out.regs, out.sregs, out.events);
-  } else {
-    out.regs = vcpu.get_regs();
-    out.sregs = vcpu.get_sregs();
-    out.events = vcpu.get_vcpu_events();
-  }
+  out.regs = vcpu.get_regs();
+  out.sregs = vcpu.get_sregs();
   out.xsave = vcpu.get_xsave(xsave_size);
   out.xcrs = vcpu.get_xcrs();
   out.debugregs = vcpu.get_debugregs();
   out.lapic = vcpu.get_lapic();
   out.msrs = vcpu.get_msrs(msrs);
-  if (!out.tsc_khz) out.tsc_khz = vcpu.get_tsc_khz();
+  out.events = vcpu.get_vcpu_events();
+  out.tsc_khz = vcpu.get_tsc_khz();
   if (out.cpuid.empty()) out.cpuid = vcpu.get_cpuid();
 }
 

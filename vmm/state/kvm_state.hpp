@@ -12,14 +12,8 @@ namespace nvhv {
 // The MSRs a checkpoint carries: those of `candidates` this vCPU can read back, in restore order.
 std::vector<uint32_t> probe_readable_msrs(VcpuFd& vcpu, const std::vector<uint32_t>& candidates);
 
-// How save_vcpu_state reads regs, sregs and vCPU events: three ioctls from any thread, or one
-// immediate-exit KVM_RUN on the vCPU's own thread (VcpuFd::read_synced_state).
-enum class RegisterReads { ioctls, synced_run };
-
-// Fills `out`, reusing its buffers (no allocation on the power-fail path once sized). CPUID and
-// the TSC frequency are read once: nvhv sets neither after the vCPU is created.
-void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsave_size, RegisterReads how,
-                     persistence::VcpuState& out);
+// Fills `out`, reusing its buffers (no allocation on the power-fail path once sized).
+void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsave_size, persistence::VcpuState& out);
 void restore_vcpu_state(VcpuFd& vcpu, const persistence::VcpuState& state);
 
 persistence::VmState save_vm_state(VmFd& vm);
