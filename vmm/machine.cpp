@@ -45,6 +45,12 @@ Machine::Machine(GuestConfig config, MachineOptions options) : config_(std::move
   // nested host that wait is 0.2-0.4 ms on a VM without an irqchip but 5-10 ms once
   // KVM_CREATE_IRQCHIP has run; every resume pays it before the guest can run.
   setup_memory();
+  // With this capability KVM keeps a pending #PF's or #DB's payload (the address for CR2, the
+  // bits for DR6) in the vCPU events. Without it, reading the events writes the payload into
+  // CR2 or DR6 there and then: a checkpoint that had read the special registers first would
+  // carry a CR2 older than the pending fault, and the resumed guest would handle its page fault
+  // at the wrong address. (save_vcpu_state also reads the events first, for KVMs without it.)
+  if (vm_->check_extension(KVM_CAP_EXCEPTION_PAYLOAD) > 0) vm_->enable_cap(KVM_CAP_EXCEPTION_PAYLOAD, 1);
   vm_->create_irqchip();
   vm_->create_pit2();
   supported_cpuid_ = kvm_.supported_cpuid();

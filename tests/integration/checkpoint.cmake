@@ -1,5 +1,5 @@
 add_executable(checkpoint_integration_tests ${CMAKE_CURRENT_LIST_DIR}/checkpoint_test.cpp)
 target_compile_options(checkpoint_integration_tests PRIVATE ${NVHV_WARNINGS})
-target_link_libraries(checkpoint_integration_tests PRIVATE nvhv_test_support nlohmann_json::nlohmann_json GTest::gtest_main)
+target_link_libraries(checkpoint_integration_tests PRIVATE nvhv_vmm nvhv_test_support nlohmann_json::nlohmann_json GTest::gtest_main)
 add_dependencies(checkpoint_integration_tests nvhv testos)
 nvhv_discover_tests(checkpoint_integration_tests PREFIX "checkpoint." LABELS integration kvm SERIAL TIMEOUT 900)

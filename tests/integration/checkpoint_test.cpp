@@ -8,7 +8,11 @@
 #include <fstream>
 #include <random>
 
+#include "persistence/backing.hpp"
+#include "persistence/image.hpp"
 #include "tests/integration/checkpoint_support.hpp"
+#include "vmm/config.hpp"
+#include "vmm/kvm/kvm.hpp"
 
 namespace nvhv::test {
 namespace {
@@ -68,6 +72,27 @@ TEST(Checkpoint, FiftyPowerFailResumeCycles) {
   EXPECT_EQ(vm.transcript.boots(), 1);
   EXPECT_EQ(vm.transcript.check(), "");
   EXPECT_GE(vm.transcript.last_tick(), 100);
+}
+
+// nvhv enables KVM_CAP_EXCEPTION_PAYLOAD, so a #PF or #DB pending when the vCPUs stop keeps its
+// payload in the saved events instead of in a CR2 or DR6 saved too early (vmm/machine.cpp).
+TEST(Checkpoint, SavedVcpuEventsCarryExceptionPayloads) {
+  skip_without_kvm();
+  if (KvmSystem().check_extension(KVM_CAP_EXCEPTION_PAYLOAD) <= 0) GTEST_SKIP() << "no KVM_CAP_EXCEPTION_PAYLOAD";
+  PersistentVm vm(2);
+  auto run = vm.start();
+  ASSERT_TRUE(PersistentVm::wait_ticks(*run, 2)) << run->describe();
+  run->signal(SIGPWR);
+  auto status = run->wait(30s);
+  ASSERT_TRUE(status && *status == 0) << run->describe();
+
+  const GuestConfig cfg = load_config(vm.config, 64);
+  auto backing = persistence::Backing::open(vm.dir.file("vm.img"), 0, false);
+  auto image = persistence::Image::open(backing, cfg.identity(), cfg.memory_bytes(), cfg.vcpus);
+  ASSERT_EQ(image.status(), persistence::ImageStatus::resumable);
+  const auto state = image.load_checkpoint();
+  ASSERT_EQ(state.vcpus.size(), 2u);
+  for (const auto& v : state.vcpus) EXPECT_TRUE(v.events.flags & KVM_VCPUEVENT_VALID_PAYLOAD) << "flags " << v.events.flags;
 }
 
 TEST(Checkpoint, UnannouncedKillAfterResumeColdBootsWithReason) {

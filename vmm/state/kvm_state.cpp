@@ -36,6 +36,9 @@ void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsa
   // MP state first: reading it makes KVM process pending INIT/SIPI events, which change the
   // registers read next.
   out.mp_state = vcpu.get_mp_state();
+  // Events before the special and debug registers: without KVM_CAP_EXCEPTION_PAYLOAD, reading
+  // them delivers a pending #PF's or #DB's payload into CR2 or DR6, which must be saved too.
+  out.events = vcpu.get_vcpu_events();
   out.regs = vcpu.get_regs();
   out.sregs = vcpu.get_sregs();
   out.xsave = vcpu.get_xsave(xsave_size);
@@ -43,8 +46,8 @@ void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsa
   out.debugregs = vcpu.get_debugregs();
   out.lapic = vcpu.get_lapic();
   out.msrs = vcpu.get_msrs(msrs);
-  out.events = vcpu.get_vcpu_events();
-  out.tsc_khz = vcpu.get_tsc_khz();
+  // Neither changes after the vCPU is created (nvhv never sets them later): read once.
+  if (!out.tsc_khz) out.tsc_khz = vcpu.get_tsc_khz();
   if (out.cpuid.empty()) out.cpuid = vcpu.get_cpuid();
 }
 

@@ -1,0 +1,78 @@
+// vCPU state saved and restored against a real /dev/kvm.
+#include <gtest/gtest.h>
+
+#include <optional>
+
+#include "persistence/machine_state.hpp"
+#include "vmm/kvm/kvm.hpp"
+#include "vmm/state/kvm_state.hpp"
+#include "vmm/x86/boot_state.hpp"
+#include "vmm/x86/layout.hpp"
+
+namespace nvhv {
+namespace {
+
+// A vCPU stopped between KVM queueing a page fault and injecting it: with
+// KVM_CAP_EXCEPTION_PAYLOAD the fault's address travels in the events, and CR2 keeps the value
+// the guest last saw, in the saved state and through a restore into a new VM.
+class PendingPageFault : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kOldCr2 = 0x1000, kFaultAddress = 0xdead000;
+
+  void SetUp() override {
+    if (kvm_.check_extension(KVM_CAP_EXCEPTION_PAYLOAD) <= 0) GTEST_SKIP() << "no KVM_CAP_EXCEPTION_PAYLOAD";
+    for (auto* vm : {&vm_, &target_vm_}) {
+      vm->set_tss_address(layout::kKvmTss);
+      vm->enable_cap(KVM_CAP_EXCEPTION_PAYLOAD, 1);
+      vm->create_irqchip();
+    }
+    vcpu_.emplace(vm_, kvm_, 0);
+    target_.emplace(target_vm_, kvm_, 0);
+    kvm_sregs sregs = vcpu_->get_sregs();
+    x86::set_long_mode_sregs(sregs);
+    sregs.cr2 = kOldCr2;
+    vcpu_->set_sregs(sregs);
+    vcpu_->set_regs(x86::long_mode_entry_regs(0x123456, 0x7000, 0x8000));
+    kvm_vcpu_events events = vcpu_->get_vcpu_events();
+    events.flags = KVM_VCPUEVENT_VALID_PAYLOAD;
+    events.exception.pending = 1;
+    events.exception.injected = 0;
+    events.exception.nr = 14;
+    events.exception.has_error_code = 1;
+    events.exception.error_code = 2;
+    events.exception_has_payload = 1;
+    events.exception_payload = kFaultAddress;
+    vcpu_->set_vcpu_events(events);
+    msrs_ = probe_readable_msrs(*vcpu_, kvm_.msr_index_list());
+  }
+
+  void expect_fault_kept(const persistence::VcpuState& s) {
+    EXPECT_EQ(s.sregs.cr2, kOldCr2);
+    EXPECT_EQ(s.events.exception.pending, 1);
+    EXPECT_EQ(s.events.exception.nr, 14);
+    EXPECT_EQ(s.events.exception_has_payload, 1);
+    EXPECT_EQ(s.events.exception_payload, kFaultAddress);
+  }
+
+  KvmSystem kvm_;
+  VmFd vm_{kvm_}, target_vm_{kvm_};
+  std::optional<VcpuFd> vcpu_, target_;
+  std::vector<uint32_t> msrs_;
+};
+
+TEST_F(PendingPageFault, KeepsItsAddressOutOfCr2) {
+  persistence::VcpuState saved;
+  save_vcpu_state(*vcpu_, msrs_, kvm_.xsave_size(), saved);
+  expect_fault_kept(saved);
+}
+
+TEST_F(PendingPageFault, SurvivesARestoreIntoANewVm) {
+  persistence::VcpuState saved, restored;
+  save_vcpu_state(*vcpu_, msrs_, kvm_.xsave_size(), saved);
+  restore_vcpu_state(*target_, saved);
+  save_vcpu_state(*target_, msrs_, kvm_.xsave_size(), restored);
+  expect_fault_kept(restored);
+}
+
+}  // namespace
+}  // namespace nvhv
