@@ -92,7 +92,9 @@ case "$what" in
     [ -x "$nvhv" ] || { echo "SKIP: $nvhv not built"; exit 77; }
     devdax_session() {
       rm -f "$work/devdax.img"
-      run_l1 0 --timeout 300 --nvdimm "$work/devdax.img:512M" -- sh -c "
+      # 120 s, not ctest's 300: a session takes 25-45 s, and a hung one must end (and print what
+      # it saw) before ctest kills the whole test without its output.
+      run_l1 0 --timeout 120 --nvdimm "$work/devdax.img:512M" -- sh -c "
         ndctl create-namespace -f -e namespace0.0 -m devdax -a 2M >/dev/null || exit 3
         cat >/tmp/g.json <<J
 {\"name\": \"devdax\", \"vcpus\": 2, \"memory\": {\"size_mib\": 256, \"backing\": \"/dev/dax0.0\"},
