@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "persistence/machine_state.hpp"
+#include "tests/integration/nvhv_support.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/state/kvm_state.hpp"
 #include "vmm/x86/boot_state.hpp"
@@ -20,14 +21,19 @@ class PendingPageFault : public ::testing::Test {
   static constexpr uint64_t kOldCr2 = 0x1000, kFaultAddress = 0xdead000;
 
   void SetUp() override {
-    if (kvm_.check_extension(KVM_CAP_EXCEPTION_PAYLOAD) <= 0) GTEST_SKIP() << "no KVM_CAP_EXCEPTION_PAYLOAD";
-    for (auto* vm : {&vm_, &target_vm_}) {
+    test::skip_without_kvm();
+    if (IsSkipped()) return;
+    kvm_.emplace();
+    if (kvm_->check_extension(KVM_CAP_EXCEPTION_PAYLOAD) <= 0) GTEST_SKIP() << "no KVM_CAP_EXCEPTION_PAYLOAD";
+    vm_.emplace(*kvm_);
+    target_vm_.emplace(*kvm_);
+    for (auto* vm : {&*vm_, &*target_vm_}) {
       vm->set_tss_address(layout::kKvmTss);
       vm->enable_cap(KVM_CAP_EXCEPTION_PAYLOAD, 1);
       vm->create_irqchip();
     }
-    vcpu_.emplace(vm_, kvm_, 0);
-    target_.emplace(target_vm_, kvm_, 0);
+    vcpu_.emplace(*vm_, *kvm_, 0);
+    target_.emplace(*target_vm_, *kvm_, 0);
     kvm_sregs sregs = vcpu_->get_sregs();
     x86::set_long_mode_sregs(sregs);
     sregs.cr2 = kOldCr2;
@@ -43,7 +49,7 @@ class PendingPageFault : public ::testing::Test {
     events.exception_has_payload = 1;
     events.exception_payload = kFaultAddress;
     vcpu_->set_vcpu_events(events);
-    msrs_ = probe_readable_msrs(*vcpu_, kvm_.msr_index_list());
+    msrs_ = probe_readable_msrs(*vcpu_, kvm_->msr_index_list());
   }
 
   void expect_fault_kept(const persistence::VcpuState& s) {
@@ -54,23 +60,24 @@ class PendingPageFault : public ::testing::Test {
     EXPECT_EQ(s.events.exception_payload, kFaultAddress);
   }
 
-  KvmSystem kvm_;
-  VmFd vm_{kvm_}, target_vm_{kvm_};
+  // Made in SetUp, after the checks that skip without /dev/kvm or the capability.
+  std::optional<KvmSystem> kvm_;
+  std::optional<VmFd> vm_, target_vm_;
   std::optional<VcpuFd> vcpu_, target_;
   std::vector<uint32_t> msrs_;
 };
 
 TEST_F(PendingPageFault, KeepsItsAddressOutOfCr2) {
   persistence::VcpuState saved;
-  save_vcpu_state(*vcpu_, msrs_, kvm_.xsave_size(), saved);
+  save_vcpu_state(*vcpu_, msrs_, kvm_->xsave_size(), saved);
   expect_fault_kept(saved);
 }
 
 TEST_F(PendingPageFault, SurvivesARestoreIntoANewVm) {
   persistence::VcpuState saved, restored;
-  save_vcpu_state(*vcpu_, msrs_, kvm_.xsave_size(), saved);
+  save_vcpu_state(*vcpu_, msrs_, kvm_->xsave_size(), saved);
   restore_vcpu_state(*target_, saved);
-  save_vcpu_state(*target_, msrs_, kvm_.xsave_size(), restored);
+  save_vcpu_state(*target_, msrs_, kvm_->xsave_size(), restored);
   expect_fault_kept(restored);
 }
 
