@@ -157,12 +157,15 @@ class Machine {
   void quiesce_devices();
   void resume_devices();
   void sync_disks();
-  void create_vcpus();
+  // A resume takes each vCPU's CPUID and MSRs from the checkpoint: only a cold boot builds them.
+  bool will_resume() const;
+  void create_vcpus(bool with_boot_cpuid_and_msrs);
   void load_guest();
   void setup_boot_vcpu(Vcpu& vcpu);
   void restore_checkpoint();
   void track_swap_dirty_pages(uint64_t generation);
   void prepare_checkpointing();
+  bool restored_state_fits_save_buffer() const;
   void on_power_fail_signal();
   void start_event_loop();
   void wait_for_signal();

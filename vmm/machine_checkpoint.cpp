@@ -40,9 +40,10 @@ void Machine::restore_checkpoint() {
   }
   if (state.vcpus.size() != vcpus_->size())
     throw std::runtime_error(fmt::format("checkpoint gen={} holds {} vCPUs, the VM has {}", generation, state.vcpus.size(), vcpus_->size()));
-  if (state.host_tsc_khz && state.vcpus[0].tsc_khz != vcpus_->at(0).fd().get_tsc_khz())
+  const uint32_t tsc_khz_here = vcpus_->at(0).fd().get_tsc_khz();
+  if (state.host_tsc_khz && state.vcpus[0].tsc_khz != tsc_khz_here)
     log::warn("checkpoint was taken with a {} kHz TSC, this host runs the guest at {} kHz; guest time may drift",
-              state.vcpus[0].tsc_khz, vcpus_->at(0).fd().get_tsc_khz());
+              state.vcpus[0].tsc_khz, tsc_khz_here);
 
   // KVM_SET_XSAVE reads as many bytes as this host's XSAVE area has (KVM_CAP_XSAVE2), whatever
   // the buffer holds: a smaller saved area must be refused, not handed over.
@@ -63,7 +64,24 @@ void Machine::restore_checkpoint() {
   fault_point("resume:after-consume");
   resumed_generation_ = generation;
   track_swap_dirty_pages(generation);  // before the write-back's first pass: it must see them all
+  // Already the shape of the next checkpoint's state: prepare_checkpointing need not read it all
+  // back from KVM before the guest may run.
+  // (The TSC frequency is this host's: every vCPU runs at KVM's default, which vCPU 0 told.)
+  for (auto& v : state.vcpus) v.tsc_khz = tsc_khz_here;
+  save_buffer_ = std::move(state);
   log::info("resumed gen={} in {} us", generation, micros(options_.started_at, Clock::now()));
+}
+
+// After a resume the save buffer holds the checkpoint just restored, which was itself a dry run
+// of this host's save (it fitted its slot), unless the MSRs to save or the XSAVE size changed.
+bool Machine::restored_state_fits_save_buffer() const {
+  if (!resumed() || save_buffer_.vcpus.size() != vcpus_->size()) return false;
+  for (const auto& v : save_buffer_.vcpus) {
+    if (v.xsave.size() != xsave_size_ || v.msrs.size() != checkpoint_msrs_.size()) return false;
+    for (size_t i = 0; i < v.msrs.size(); ++i)
+      if (v.msrs[i].index != checkpoint_msrs_[i]) return false;
+  }
+  return true;
 }
 
 void Machine::prepare_checkpointing() {
@@ -72,6 +90,10 @@ void Machine::prepare_checkpointing() {
   // neither allocates nor meets an unreadable register for the first time.
   xsave_size_ = kvm_.xsave_size();
   checkpoint_msrs_ = probe_readable_msrs(vcpus_->at(0).fd(), supported_msrs_);
+  if (restored_state_fits_save_buffer()) {
+    log::debug("checkpoint: {} MSRs, {} bytes of XSAVE, sized from the resumed checkpoint", checkpoint_msrs_.size(), xsave_size_);
+    return;
+  }
   save_buffer_.vcpus.resize(vcpus_->size());
   for (size_t i = 0; i < vcpus_->size(); ++i) save_vcpu_state(vcpus_->at(i).fd(), checkpoint_msrs_, xsave_size_, save_buffer_.vcpus[i]);
   save_buffer_.vm = save_vm_state(*vm_);
