@@ -12,6 +12,7 @@
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
+#include "vmm/base/time_slice.hpp"
 #include "vmm/loader/elf_loader.hpp"
 #include "vmm/loader/linux_loader.hpp"
 #include "vmm/loader/pvh.hpp"
@@ -255,6 +256,8 @@ void Machine::start_event_loop() {
   wait_for_signal();
   event_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "event-loop");
+    // The power-fail checkpoint runs here: it must not wait for a vCPU thread's slice to end.
+    if (!request_time_slice(kNoticePathSlice)) log::debug("event loop: this kernel keeps the default time slice (before 6.12)");
     auto guard = boost::asio::make_work_guard(io_);
     io_.run();
   });
@@ -299,7 +302,9 @@ int Machine::run() {
   // main() holds SIGPWR back from the start, so a notice that arrives while a resume has consumed
   // its checkpoint cannot kill nvhv by its default action; from here it takes a new checkpoint.
   // Once the run ends a notice has nothing left to do: it is held back again, so that it cannot
-  // kill the process on its way out either.
+  // kill the process on its way out either. This thread receives the notice and wakes the event
+  // loop: it too asks for a short slice, now that the vCPU threads exist and cannot inherit it.
+  request_time_slice(kNoticePathSlice);
   set_power_fail_signal_blocked(false);
   int status;
   {
@@ -308,6 +313,7 @@ int Machine::run() {
     status = *exit_status_;
   }
   set_power_fail_signal_blocked(true);
+  restore_default_time_slice();  // a reboot's next run creates its vCPU threads from this thread
   vcpus_->stop_and_join();
   serial_->flush_output();
   // Whatever the guest wrote to persistent regions reaches the medium on every way out, not

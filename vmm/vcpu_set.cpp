@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "vmm/base/time_slice.hpp"
+
 namespace nvhv {
 
 VcpuSet::VcpuSet(ExitHandler on_exit) : on_exit_(std::move(on_exit)) {}
@@ -41,6 +43,10 @@ void VcpuSet::wait_briefly_for_acks() const {
   // a futex wake-up and a reschedule of this thread to every pause (80-120 us measured on a
   // nested host, a third of a power-fail checkpoint's vCPU phase), so spin first. Where the
   // vCPU threads need every CPU, yield it to them instead of burning it.
+  // A thread with the notice path's short slice preempts a vCPU thread on wake-up, so the
+  // futex costs it nothing; its spin would instead keep a vCPU thread that it preempted off
+  // this CPU until the spin ends (1 vCPU: vcpu_us p50 1.7 ms spinning, 0.24 ms sleeping).
+  if (current_time_slice() == kNoticePathSlice) return;
   static const size_t online_cpus = static_cast<size_t>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   const bool share_cpu = vcpus_.size() >= online_cpus;
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);

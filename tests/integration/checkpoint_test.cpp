@@ -6,11 +6,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "persistence/backing.hpp"
 #include "persistence/image.hpp"
 #include "tests/integration/checkpoint_support.hpp"
+#include "vmm/base/time_slice.hpp"
 #include "vmm/config.hpp"
 #include "vmm/kvm/kvm.hpp"
 
@@ -93,6 +95,84 @@ TEST(Checkpoint, SavedVcpuEventsCarryExceptionPayloads) {
   const auto state = image.load_checkpoint();
   ASSERT_EQ(state.vcpus.size(), 2u);
   for (const auto& v : state.vcpus) EXPECT_TRUE(v.events.flags & KVM_VCPUEVENT_VALID_PAYLOAD) << "flags " << v.events.flags;
+}
+
+// A resume takes the restored state as the buffer of the next checkpoint instead of reading
+// every register back first (vmm/machine_checkpoint.cpp): the checkpoint after a resume must
+// still save as much as one after a cold boot, with this host's TSC frequency.
+TEST(Checkpoint, ACheckpointAfterAResumeSavesWhatACheckpointAfterABootSaves) {
+  skip_without_kvm();
+  PersistentVm vm(2);
+  const GuestConfig cfg = load_config(vm.config, 64);
+  auto checkpoint_once = [&](bool expect_resume) {
+    auto run = vm.start();
+    EXPECT_TRUE(PersistentVm::wait_ticks(*run, 2)) << run->describe();
+    EXPECT_EQ(resumed(*run), expect_resume) << run->describe();
+    run->signal(SIGPWR);
+    EXPECT_EQ(run->wait(30s).value_or(-1), 0) << run->describe();
+    vm.transcript.add_run(*run, expect_resume);
+    auto backing = persistence::Backing::open(vm.dir.file("vm.img"), 0, false);
+    auto image = persistence::Image::open(backing, cfg.identity(), cfg.memory_bytes(), cfg.vcpus);
+    EXPECT_EQ(image.status(), persistence::ImageStatus::resumable);
+    return image.load_checkpoint();
+  };
+  const auto booted = checkpoint_once(false);
+  const auto resumed_once = checkpoint_once(true);
+  const auto resumed_twice = checkpoint_once(true);
+  ASSERT_EQ(booted.vcpus.size(), 2u);
+  const uint32_t host_khz = KvmSystem().check_extension(KVM_CAP_GET_TSC_KHZ) > 0 ? booted.vcpus[0].tsc_khz : 0;
+  for (const auto* later : {&resumed_once, &resumed_twice}) {
+    ASSERT_EQ(later->vcpus.size(), booted.vcpus.size());
+    for (size_t i = 0; i < booted.vcpus.size(); ++i) {
+      const auto &a = booted.vcpus[i], &b = later->vcpus[i];
+      ASSERT_EQ(a.msrs.size(), b.msrs.size()) << "vcpu" << i;
+      for (size_t k = 0; k < a.msrs.size(); ++k) EXPECT_EQ(a.msrs[k].index, b.msrs[k].index) << "vcpu" << i << " MSR #" << k;
+      EXPECT_EQ(a.xsave.size(), b.xsave.size()) << "vcpu" << i;
+      EXPECT_EQ(a.cpuid.size(), b.cpuid.size()) << "vcpu" << i;
+      EXPECT_EQ(b.tsc_khz, host_khz) << "vcpu" << i;
+      EXPECT_NE(b.regs.rip, 0u) << "vcpu" << i;
+    }
+  }
+  // The guest went on between the checkpoints: they were read from KVM, not copied over.
+  auto tsc = [](const persistence::VcpuState& v) -> uint64_t {
+    for (const auto& e : v.msrs)
+      if (e.index == 0x10) return e.data;  // IA32_TSC
+    return 0;
+  };
+  EXPECT_LT(tsc(booted.vcpus[0]), tsc(resumed_once.vcpus[0]));
+  EXPECT_LT(tsc(resumed_once.vcpus[0]), tsc(resumed_twice.vcpus[0]));
+  EXPECT_EQ(vm.transcript.boots(), 1);
+  EXPECT_EQ(vm.transcript.check(), "");
+}
+
+// The threads on the notice's path ask for a short time slice (vmm/base/time_slice.hpp), so
+// that they preempt a busy vCPU thread when SIGPWR wakes them; the vCPU threads keep the default.
+TEST(Checkpoint, NoticePathThreadsRunWithAShortSliceAndVcpuThreadsWithTheDefault) {
+  skip_without_kvm();
+  PersistentVm vm(2);
+  auto run = vm.start();
+  ASSERT_TRUE(PersistentVm::wait_ticks(*run, 2)) << run->describe();
+  std::map<std::string, long> slice_ns;  // thread name -> se.slice
+  const std::string task_dir = "/proc/" + std::to_string(run->pid()) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(task_dir)) {
+    std::string name;
+    std::getline(std::ifstream(task.path() / "comm"), name);
+    std::ifstream sched(task.path() / "sched");
+    for (std::string line; std::getline(sched, line);) {
+      std::smatch m;
+      if (std::regex_match(line, m, std::regex(R"(se\.slice\s*:\s*(\d+))"))) slice_ns[name] = std::stol(m[1]);
+    }
+  }
+  run->signal(SIGPWR);
+  ASSERT_EQ(run->wait(30s).value_or(-1), 0) << run->describe();
+  if (slice_ns.empty()) GTEST_SKIP() << "this kernel does not report se.slice in /proc/PID/task/TID/sched";
+  const long short_ns = std::chrono::nanoseconds(kNoticePathSlice).count();
+  ASSERT_TRUE(slice_ns.count("event-loop") && slice_ns.count("nvhv") && slice_ns.count("vcpu0") && slice_ns.count("vcpu1"));
+  if (slice_ns["vcpu0"] == short_ns) GTEST_SKIP() << "this kernel's default slice is the short one";
+  EXPECT_EQ(slice_ns["event-loop"], short_ns);
+  EXPECT_EQ(slice_ns["nvhv"], short_ns);
+  EXPECT_NE(slice_ns["vcpu0"], short_ns);
+  EXPECT_NE(slice_ns["vcpu1"], short_ns);
 }
 
 TEST(Checkpoint, UnannouncedKillAfterResumeColdBootsWithReason) {
