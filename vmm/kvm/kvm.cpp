@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include <array>
 #include <cstring>
+#include <optional>
 
 #include "vmm/base/error.hpp"
 
@@ -216,12 +218,16 @@ kvm_fpu VcpuFd::get_fpu() const {
 void VcpuFd::set_fpu(const kvm_fpu& f) { NVHV_IOCTL(fd(), KVM_SET_FPU, &f); }
 
 std::vector<uint8_t> VcpuFd::get_xsave(size_t size) const {
-  std::vector<uint8_t> buf(std::max(size, sizeof(kvm_xsave)), 0);
-  if (size > sizeof(kvm_xsave))
-    NVHV_IOCTL(fd(), KVM_GET_XSAVE2, buf.data());
-  else
-    NVHV_IOCTL(fd(), KVM_GET_XSAVE, buf.data());
+  std::vector<uint8_t> buf;
+  get_xsave(size, buf);
   return buf;
+}
+void VcpuFd::get_xsave(size_t size, std::vector<uint8_t>& into) const {
+  into.resize(std::max(size, sizeof(kvm_xsave)));
+  if (size > sizeof(kvm_xsave))
+    NVHV_IOCTL(fd(), KVM_GET_XSAVE2, into.data());
+  else
+    NVHV_IOCTL(fd(), KVM_GET_XSAVE, into.data());
 }
 void VcpuFd::set_xsave(const std::vector<uint8_t>& xsave) {
   if (xsave.size() < sizeof(kvm_xsave)) throw std::runtime_error("xsave buffer smaller than struct kvm_xsave");
@@ -247,13 +253,24 @@ kvm_vcpu_events VcpuFd::get_vcpu_events() const {
 void VcpuFd::set_vcpu_events(const kvm_vcpu_events& e) { NVHV_IOCTL(fd(), KVM_SET_VCPU_EVENTS, &e); }
 
 std::vector<kvm_msr_entry> VcpuFd::get_msrs(const std::vector<uint32_t>& indices) const {
-  VarStruct<kvm_msrs, kvm_msr_entry> msrs(indices.size());
-  msrs.get()->nmsrs = static_cast<uint32_t>(indices.size());
-  for (size_t i = 0; i < indices.size(); ++i) msrs.get()->entries[i] = kvm_msr_entry{indices[i], 0, 0};
-  long n = NVHV_IOCTL(fd(), KVM_GET_MSRS, msrs.get());
+  std::vector<kvm_msr_entry> out;
+  get_msrs(indices, out);
+  return out;
+}
+
+void VcpuFd::get_msrs(const std::vector<uint32_t>& indices, std::vector<kvm_msr_entry>& into) const {
+  // struct kvm_msrs with its entries, on the stack when they fit.
+  alignas(kvm_msrs) std::array<uint8_t, sizeof(kvm_msrs) + kMsrsOnStack * sizeof(kvm_msr_entry)> on_stack;
+  std::optional<VarStruct<kvm_msrs, kvm_msr_entry>> on_heap;
+  kvm_msrs* msrs = reinterpret_cast<kvm_msrs*>(on_stack.data());
+  if (indices.size() > kMsrsOnStack) msrs = on_heap.emplace(indices.size()).get();
+  msrs->nmsrs = static_cast<uint32_t>(indices.size());
+  msrs->pad = 0;
+  for (size_t i = 0; i < indices.size(); ++i) msrs->entries[i] = kvm_msr_entry{indices[i], 0, 0};
+  long n = NVHV_IOCTL(fd(), KVM_GET_MSRS, msrs);
   if (static_cast<size_t>(n) != indices.size())
     throw std::runtime_error("KVM_GET_MSRS: MSR " + std::to_string(indices[static_cast<size_t>(n)]) + " not readable");
-  return {msrs.get()->entries, msrs.get()->entries + n};
+  into.assign(msrs->entries, msrs->entries + n);
 }
 
 void VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& entries) {

@@ -86,6 +86,9 @@ class VcpuFd {
   kvm_fpu get_fpu() const;
   void set_fpu(const kvm_fpu& fpu);
   std::vector<uint8_t> get_xsave(size_t size) const;
+  // Into a buffer the caller keeps: a buffer already of the right size is not reallocated, so the
+  // power-fail path, which runs on the vCPU threads, does not allocate.
+  void get_xsave(size_t size, std::vector<uint8_t>& into) const;
   void set_xsave(const std::vector<uint8_t>& xsave);
   kvm_xcrs get_xcrs() const;
   void set_xcrs(const kvm_xcrs& xcrs);
@@ -95,6 +98,9 @@ class VcpuFd {
   void set_vcpu_events(const kvm_vcpu_events& events);
   // Reads the values of the given MSRs; fails unless KVM returned every one.
   std::vector<kvm_msr_entry> get_msrs(const std::vector<uint32_t>& indices) const;
+  // The same into `into` (resized to indices.size()); up to kMsrsOnStack MSRs without allocating.
+  void get_msrs(const std::vector<uint32_t>& indices, std::vector<kvm_msr_entry>& into) const;
+  static constexpr size_t kMsrsOnStack = 256;
   void set_msrs(const std::vector<kvm_msr_entry>& entries);
   uint32_t get_tsc_khz() const;
   void kvmclock_ctrl();

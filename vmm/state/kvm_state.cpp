@@ -41,11 +41,11 @@ void save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsa
   out.events = vcpu.get_vcpu_events();
   out.regs = vcpu.get_regs();
   out.sregs = vcpu.get_sregs();
-  out.xsave = vcpu.get_xsave(xsave_size);
+  vcpu.get_xsave(xsave_size, out.xsave);
   out.xcrs = vcpu.get_xcrs();
   out.debugregs = vcpu.get_debugregs();
   out.lapic = vcpu.get_lapic();
-  out.msrs = vcpu.get_msrs(msrs);
+  vcpu.get_msrs(msrs, out.msrs);
   // Neither changes after the vCPU is created (nvhv never sets them later): read once.
   if (!out.tsc_khz) out.tsc_khz = vcpu.get_tsc_khz();
   if (out.cpuid.empty()) out.cpuid = vcpu.get_cpuid();
