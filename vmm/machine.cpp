@@ -256,8 +256,13 @@ void Machine::start_event_loop() {
   wait_for_signal();
   event_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "event-loop");
-    // The power-fail checkpoint runs here: it must not wait for a vCPU thread's slice to end.
+    // The power-fail notice is received and the checkpoint runs here: it must not wait for a
+    // vCPU thread's slice to end.
     if (!request_time_slice(kNoticePathSlice)) log::debug("event loop: this kernel keeps the default time slice (before 6.12)");
+    // glibc gives a thread its own malloc arena at its first allocation, an mmap that took 50 us
+    // here: now, rather than on the notice's path, which may be this thread's first allocation.
+    void* volatile first = ::malloc(1);
+    ::free(first);
     auto guard = boost::asio::make_work_guard(io_);
     io_.run();
   });
@@ -278,6 +283,16 @@ void Machine::on_signal(int signo) {
     case SIGPWR: on_power_fail_signal(); break;
     default: break;
   }
+}
+
+void Machine::run_on_event_loop(std::function<void()> work, std::chrono::milliseconds limit) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  boost::asio::post(io_, [done, work = std::move(work)] {
+    work();
+    done->set_value();
+  });
+  finished.wait_for(limit);
 }
 
 void Machine::request_exit(int status, const std::string& reason) {
@@ -301,19 +316,18 @@ int Machine::run() {
   if (options_.lifecycle) options_.lifecycle("running", resumed() ? fmt::format("resumed gen={}", resumed_generation_) : "booted");
   // main() holds SIGPWR back from the start, so a notice that arrives while a resume has consumed
   // its checkpoint cannot kill nvhv by its default action; from here it takes a new checkpoint.
-  // Once the run ends a notice has nothing left to do: it is held back again, so that it cannot
-  // kill the process on its way out either. This thread receives the notice and wakes the event
-  // loop: it too asks for a short slice, now that the vCPU threads exist and cannot inherit it.
-  request_time_slice(kNoticePathSlice);
-  set_power_fail_signal_blocked(false);
+  // Only the event loop takes it, so that the notice wakes the thread that checkpoints, not a
+  // thread that would then have to wake it (each wake-up can wait for a CPU). Once the run ends a
+  // notice has nothing left to do: it is held back again, so that it cannot kill the process on
+  // its way out either.
+  run_on_event_loop([] { set_power_fail_signal_blocked(false); }, std::chrono::seconds(5));
   int status;
   {
     std::unique_lock lock(exit_mu_);
     exit_cv_.wait(lock, [&] { return exit_status_.has_value(); });
     status = *exit_status_;
   }
-  set_power_fail_signal_blocked(true);
-  restore_default_time_slice();  // a reboot's next run creates its vCPU threads from this thread
+  run_on_event_loop([] { set_power_fail_signal_blocked(true); }, std::chrono::seconds(1));
   vcpus_->stop_and_join();
   serial_->flush_output();
   // Whatever the guest wrote to persistent regions reaches the medium on every way out, not
@@ -332,12 +346,7 @@ int Machine::run() {
   if (api_) {
     // Give the event loop a moment to write out replies and notifications already queued
     // (vm.power_fail's answer, the last state change) before the sockets close.
-    for (int hop = 0; hop < 3; ++hop) {
-      auto done = std::make_shared<std::promise<void>>();
-      auto fut = done->get_future();
-      boost::asio::post(io_, [done] { done->set_value(); });
-      fut.wait_for(std::chrono::milliseconds(200));
-    }
+    for (int hop = 0; hop < 3; ++hop) run_on_event_loop([] {}, std::chrono::milliseconds(200));
   }
   io_.stop();
   if (event_thread_.joinable()) event_thread_.join();

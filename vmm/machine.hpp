@@ -168,6 +168,8 @@ class Machine {
   bool restored_state_fits_save_buffer() const;
   void on_power_fail_signal();
   void start_event_loop();
+  // Runs `work` on the event loop's thread and waits for it, at most `limit`.
+  void run_on_event_loop(std::function<void()> work, std::chrono::milliseconds limit);
   void wait_for_signal();
   void on_signal(int signo);
   void on_system_event(SystemEvent event);

@@ -41,15 +41,6 @@ bool request_time_slice(std::chrono::microseconds slice) {
   return now && *now == slice;
 }
 
-void restore_default_time_slice() {
-  SchedAttr attr{};
-  if (!read_attr(attr) || attr.sched_policy != SCHED_OTHER) return;
-  attr.size = sizeof attr;
-  attr.sched_flags = 0;
-  attr.sched_runtime = 0;  // no custom slice
-  ::syscall(SYS_sched_setattr, 0, &attr, 0);
-}
-
 std::optional<std::chrono::microseconds> current_time_slice() {
   SchedAttr attr{};
   if (!read_attr(attr) || attr.sched_runtime == 0) return std::nullopt;

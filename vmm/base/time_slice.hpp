@@ -18,9 +18,6 @@ namespace nvhv {
 // kernel keeps the default slice (before 6.12 it ignores the request).
 bool request_time_slice(std::chrono::microseconds slice);
 
-// Back to the kernel's default slice, for threads created from here on as well.
-void restore_default_time_slice();
-
 // The calling thread's slice as the kernel reports it, if it reports one (6.12 and later).
 std::optional<std::chrono::microseconds> current_time_slice();
 
