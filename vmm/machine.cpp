@@ -313,6 +313,11 @@ int Machine::run() {
   start_event_loop();
   if (writeback_) writeback_->start();
   vcpus_->start();
+  // From the process's start to the vCPU threads entering the guest: what a resume costs.
+  if (resumed()) {
+    const auto took = std::chrono::steady_clock::now() - options_.started_at;
+    log::info("resumed gen={} in {} us", resumed_generation_, std::chrono::duration_cast<std::chrono::microseconds>(took).count());
+  }
   if (options_.lifecycle) options_.lifecycle("running", resumed() ? fmt::format("resumed gen={}", resumed_generation_) : "booted");
   // main() holds SIGPWR back from the start, so a notice that arrives while a resume has consumed
   // its checkpoint cannot kill nvhv by its default action; from here it takes a new checkpoint.

@@ -69,7 +69,6 @@ void Machine::restore_checkpoint() {
   // (The TSC frequency is this host's: every vCPU runs at KVM's default, which vCPU 0 told.)
   for (auto& v : state.vcpus) v.tsc_khz = tsc_khz_here;
   save_buffer_ = std::move(state);
-  log::info("resumed gen={} in {} us", generation, micros(options_.started_at, Clock::now()));
 }
 
 // After a resume the save buffer holds the checkpoint just restored, which was itself a dry run

@@ -10,7 +10,7 @@ add_library(nvhv_bench_support STATIC
   ${CMAKE_CURRENT_LIST_DIR}/proc_stats.cpp
   ${CMAKE_CURRENT_LIST_DIR}/qmp_client.cpp)
 target_compile_options(nvhv_bench_support PRIVATE ${NVHV_WARNINGS})
-target_link_libraries(nvhv_bench_support PUBLIC nvhv_test_support nlohmann_json::nlohmann_json Threads::Threads)
+target_link_libraries(nvhv_bench_support PUBLIC nvhv_test_support nvhv_base nlohmann_json::nlohmann_json Threads::Threads)
 
 foreach(bench boot_latency memory_overhead checkpoint_latency)
   add_executable(bench_${bench} ${CMAKE_CURRENT_LIST_DIR}/${bench}.cpp)

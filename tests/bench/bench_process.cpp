@@ -13,6 +13,7 @@
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/spawn.hpp"
+#include "vmm/base/time_slice.hpp"
 
 namespace nvhv::bench {
 
@@ -40,8 +41,17 @@ Process::Process(std::vector<std::string> argv) : argv_(std::move(argv)) {
     throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(rc));
   }
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  out_thread_ = std::thread([this, fd = out_pipe[0]] { reader(fd, out_); });
-  err_thread_ = std::thread([this, fd = err_pipe[0]] { reader(fd, err_); });
+  // The readers stamp each line's arrival: they must run when a line is written, not when the
+  // VMM's busy vCPU threads finish their slices (up to 3 ms here). They never fork, so the VMM
+  // under test keeps the default slice.
+  out_thread_ = std::thread([this, fd = out_pipe[0]] {
+    request_time_slice(kNoticePathSlice);
+    reader(fd, out_);
+  });
+  err_thread_ = std::thread([this, fd = err_pipe[0]] {
+    request_time_slice(kNoticePathSlice);
+    reader(fd, err_);
+  });
 }
 
 Process::~Process() {

@@ -108,7 +108,8 @@ void print_figures(const std::vector<Result>& results, int cycles, bool have_qem
   row("  of which vCPU threads", false, "checkpoint_vcpu_wait_us");
   row("nvhv SIGPWR -> exit", false, "sigpwr_to_exit_us");
   row("nvhv \"resumed in U us\"", false, "resumed_in_us");
-  row("nvhv exec -> \"resumed\" line", false, "exec_to_resumed_line_us");
+  row("nvhv exec -> \"resumed\" line (vCPUs running)", false, "exec_to_resumed_line_us");
+  row("  net of the harness's setpriv", false, "exec_to_resumed_line_net_us");
   row("nvhv exec -> first tick line", false, "exec_to_first_tick_us");
   row("  net of the harness's setpriv", false, "exec_to_first_tick_net_us");
   row("  of which on a CPU (all threads)", false, "resume_on_cpu_us");
@@ -138,10 +139,14 @@ nlohmann::json print_targets(const std::vector<Result>& results, bool have_qemu)
   };
   for (auto& r : results) {
     add("checkpoint total_us p99 <= 1000 us", r, median(r.nvhv, "total_us"), p99(r.nvhv, "total_us"), p99(r.nvhv, "total_us") <= kTotalUs);
+    add("notice: SIGPWR -> committed line p99 <= 1000 us", r, median(r.nvhv, "sigpwr_to_committed_line_us"),
+        p99(r.nvhv, "sigpwr_to_committed_line_us"), p99(r.nvhv, "sigpwr_to_committed_line_us") <= kTotalUs);
     add("vcpu_us + devices_us p99 <= 100 us", r, median(r.nvhv, "vcpu_plus_devices_us"), p99(r.nvhv, "vcpu_plus_devices_us"),
         p99(r.nvhv, "vcpu_plus_devices_us") <= kStateUs);
     add("resume, nvhv's U, p99 <= 5000 us", r, median(r.nvhv, "resumed_in_us"), p99(r.nvhv, "resumed_in_us"),
         p99(r.nvhv, "resumed_in_us") <= kResumeUs);
+    add("resume, exec -> vCPUs running, net of setpriv, p99 <= 5000 us", r, median(r.nvhv, "exec_to_resumed_line_net_us"),
+        p99(r.nvhv, "exec_to_resumed_line_net_us"), p99(r.nvhv, "exec_to_resumed_line_net_us") <= kResumeUs);
     add("resume, exec -> first tick, p99 <= 5000 us", r, median(r.nvhv, "exec_to_first_tick_us"), p99(r.nvhv, "exec_to_first_tick_us"),
         p99(r.nvhv, "exec_to_first_tick_us") <= kResumeUs);
     add("resume, the same net of setpriv, p99 <= 5000 us", r, median(r.nvhv, "exec_to_first_tick_net_us"),
@@ -191,6 +196,7 @@ int run() {
       r.nvhv = run_nvhv_cycles(s);
       if (have_qemu) r.qemu = run_qemu_cycles(s, r.firmware);
       add_net_of_harness(r.nvhv, "exec_to_first_tick_us", "exec_to_first_tick_net_us", harness_us);
+      add_net_of_harness(r.nvhv, "exec_to_resumed_line_us", "exec_to_resumed_line_net_us", harness_us);
       add_net_of_harness(r.qemu, "qemu_exec_to_first_tick_us", "qemu_exec_to_first_tick_net_us", harness_us);
       results.push_back(std::move(r));
     }
