@@ -176,6 +176,37 @@ TEST(Checkpoint, TheNoticeThreadRunsWithAShortSliceAndVcpuThreadsWithTheDefault)
   EXPECT_NE(slice_ns["vcpu1"], short_ns);
 }
 
+// A notice sent while nvhv is still restoring (after main() has held SIGPWR back, before the
+// event loop takes it) stays pending: it neither kills nvhv by SIGPWR's default action nor gets
+// lost. The resumed run checkpoints as soon as it can, and the next run resumes that checkpoint.
+TEST(Checkpoint, ANoticeDuringAResumeIsTakenOnceTheGuestRuns) {
+  skip_without_kvm();
+  PersistentVm vm(2);
+  auto first = vm.start();
+  ASSERT_TRUE(PersistentVm::wait_ticks(*first, 2)) << first->describe();
+  first->signal(SIGPWR);
+  ASSERT_EQ(first->wait(30s).value_or(-1), 0) << first->describe();
+  vm.transcript.add_run(*first, false);
+
+  auto second = vm.start();
+  // Printed while the image is opened, before the restore.
+  ASSERT_TRUE(second->wait_stderr(std::regex("resumable: checkpoint generation 1"), 20s)) << second->describe();
+  second->signal(SIGPWR);
+  ASSERT_EQ(second->wait(30s).value_or(-1), 0) << second->describe();
+  EXPECT_TRUE(resumed(*second)) << second->describe();
+  EXPECT_TRUE(any_line_matches(second->stderr_lines(), std::regex("power-fail checkpoint gen=2 "))) << second->describe();
+  vm.transcript.add_run(*second, true);
+
+  auto third = vm.start();
+  ASSERT_TRUE(PersistentVm::wait_ticks(*third, 2)) << third->describe();
+  EXPECT_TRUE(any_line_matches(third->stderr_lines(), std::regex("resumed gen=2 "))) << third->describe();
+  third->signal(SIGTERM);
+  third->wait(10s);
+  vm.transcript.add_run(*third, true);
+  EXPECT_EQ(vm.transcript.boots(), 1);
+  EXPECT_EQ(vm.transcript.check(), "");
+}
+
 TEST(Checkpoint, UnannouncedKillAfterResumeColdBootsWithReason) {
   skip_without_kvm();
   PersistentVm vm(1);
