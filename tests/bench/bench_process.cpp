@@ -41,17 +41,8 @@ Process::Process(std::vector<std::string> argv) : argv_(std::move(argv)) {
     throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(rc));
   }
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  // The readers stamp each line's arrival: they must run when a line is written, not when the
-  // VMM's busy vCPU threads finish their slices (up to 3 ms here). They never fork, so the VMM
-  // under test keeps the default slice.
-  out_thread_ = std::thread([this, fd = out_pipe[0]] {
-    request_time_slice(kNoticePathSlice);
-    reader(fd, out_);
-  });
-  err_thread_ = std::thread([this, fd = err_pipe[0]] {
-    request_time_slice(kNoticePathSlice);
-    reader(fd, err_);
-  });
+  out_thread_ = std::thread([this, fd = out_pipe[0]] { reader(fd, out_); });
+  err_thread_ = std::thread([this, fd = err_pipe[0]] { reader(fd, err_); });
 }
 
 Process::~Process() {
@@ -66,6 +57,10 @@ Process::~Process() {
 }
 
 void Process::reader(int fd, Stream& s) {
+  // A reader stamps each line's arrival: it must run when a line is written, not when the VMM's
+  // busy vCPU threads finish their slices (up to 3 ms here). It never forks, so the VMM under test
+  // keeps the default slice.
+  request_time_slice(kNoticePathSlice);
   std::string partial;
   char buf[4096];
   for (;;) {

@@ -42,6 +42,24 @@ struct PersistentVm {
       if (!run.wait_stdout(kTick, timeout)) return false;
     return true;
   }
+  // One run that boots (or resumes), ticks twice and stops at a power-fail checkpoint with exit
+  // status 0, recorded in the transcript. Call through ASSERT_NO_FATAL_FAILURE.
+  void run_to_checkpoint(bool expect_resume) {
+    auto run = start();
+    ASSERT_TRUE(wait_ticks(*run, 2)) << run->describe();
+    EXPECT_EQ(any_line_matches(run->stderr_lines(), kResumed), expect_resume) << run->describe();
+    run->signal(SIGPWR);
+    ASSERT_EQ(run->wait(30s).value_or(-1), 0) << run->describe();
+    transcript.add_run(*run, expect_resume);
+  }
+  // The checkpoint the image holds now; it must be resumable.
+  persistence::MachineState committed_checkpoint() const {
+    const GuestConfig cfg = load_config(config, 64);
+    auto backing = persistence::Backing::open(dir.file("vm.img"), 0, false);
+    auto image = persistence::Image::open(backing, cfg.identity(), cfg.memory_bytes(), cfg.vcpus);
+    if (image.status() != persistence::ImageStatus::resumable) throw std::runtime_error(dir.file("vm.img") + " holds no resumable checkpoint");
+    return image.load_checkpoint();
+  }
   TempDir dir;
   std::string config;
   Transcript transcript;
@@ -82,17 +100,8 @@ TEST(Checkpoint, SavedVcpuEventsCarryExceptionPayloads) {
   skip_without_kvm();
   if (KvmSystem().check_extension(KVM_CAP_EXCEPTION_PAYLOAD) <= 0) GTEST_SKIP() << "no KVM_CAP_EXCEPTION_PAYLOAD";
   PersistentVm vm(2);
-  auto run = vm.start();
-  ASSERT_TRUE(PersistentVm::wait_ticks(*run, 2)) << run->describe();
-  run->signal(SIGPWR);
-  auto status = run->wait(30s);
-  ASSERT_TRUE(status && *status == 0) << run->describe();
-
-  const GuestConfig cfg = load_config(vm.config, 64);
-  auto backing = persistence::Backing::open(vm.dir.file("vm.img"), 0, false);
-  auto image = persistence::Image::open(backing, cfg.identity(), cfg.memory_bytes(), cfg.vcpus);
-  ASSERT_EQ(image.status(), persistence::ImageStatus::resumable);
-  const auto state = image.load_checkpoint();
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(false));
+  const auto state = vm.committed_checkpoint();
   ASSERT_EQ(state.vcpus.size(), 2u);
   for (const auto& v : state.vcpus) EXPECT_TRUE(v.events.flags & KVM_VCPUEVENT_VALID_PAYLOAD) << "flags " << v.events.flags;
 }
@@ -103,22 +112,12 @@ TEST(Checkpoint, SavedVcpuEventsCarryExceptionPayloads) {
 TEST(Checkpoint, ACheckpointAfterAResumeSavesWhatACheckpointAfterABootSaves) {
   skip_without_kvm();
   PersistentVm vm(2);
-  const GuestConfig cfg = load_config(vm.config, 64);
-  auto checkpoint_once = [&](bool expect_resume) {
-    auto run = vm.start();
-    EXPECT_TRUE(PersistentVm::wait_ticks(*run, 2)) << run->describe();
-    EXPECT_EQ(resumed(*run), expect_resume) << run->describe();
-    run->signal(SIGPWR);
-    EXPECT_EQ(run->wait(30s).value_or(-1), 0) << run->describe();
-    vm.transcript.add_run(*run, expect_resume);
-    auto backing = persistence::Backing::open(vm.dir.file("vm.img"), 0, false);
-    auto image = persistence::Image::open(backing, cfg.identity(), cfg.memory_bytes(), cfg.vcpus);
-    EXPECT_EQ(image.status(), persistence::ImageStatus::resumable);
-    return image.load_checkpoint();
-  };
-  const auto booted = checkpoint_once(false);
-  const auto resumed_once = checkpoint_once(true);
-  const auto resumed_twice = checkpoint_once(true);
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(false));
+  const auto booted = vm.committed_checkpoint();
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(true));
+  const auto resumed_once = vm.committed_checkpoint();
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(true));
+  const auto resumed_twice = vm.committed_checkpoint();
   ASSERT_EQ(booted.vcpus.size(), 2u);
   const uint32_t host_khz = KvmSystem().check_extension(KVM_CAP_GET_TSC_KHZ) > 0 ? booted.vcpus[0].tsc_khz : 0;
   for (const auto* later : {&resumed_once, &resumed_twice}) {
@@ -182,11 +181,7 @@ TEST(Checkpoint, TheNoticeThreadRunsWithAShortSliceAndVcpuThreadsWithTheDefault)
 TEST(Checkpoint, ANoticeDuringAResumeIsTakenOnceTheGuestRuns) {
   skip_without_kvm();
   PersistentVm vm(2);
-  auto first = vm.start();
-  ASSERT_TRUE(PersistentVm::wait_ticks(*first, 2)) << first->describe();
-  first->signal(SIGPWR);
-  ASSERT_EQ(first->wait(30s).value_or(-1), 0) << first->describe();
-  vm.transcript.add_run(*first, false);
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(false));
 
   auto second = vm.start();
   // Printed while the image is opened, before the restore.
@@ -210,11 +205,7 @@ TEST(Checkpoint, ANoticeDuringAResumeIsTakenOnceTheGuestRuns) {
 TEST(Checkpoint, UnannouncedKillAfterResumeColdBootsWithReason) {
   skip_without_kvm();
   PersistentVm vm(1);
-  auto first = vm.start();
-  ASSERT_TRUE(PersistentVm::wait_ticks(*first, 2)) << first->describe();
-  first->signal(SIGPWR);
-  ASSERT_EQ(first->wait(30s).value_or(-1), 0) << first->describe();
-  vm.transcript.add_run(*first, false);
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(false));
 
   auto second = vm.start();
   ASSERT_TRUE(PersistentVm::wait_ticks(*second, 2)) << second->describe();
@@ -237,10 +228,7 @@ TEST(Checkpoint, UnannouncedKillAfterResumeColdBootsWithReason) {
 TEST(Checkpoint, ColdFlagBootsFreshAndRetiresTheCheckpoint) {
   skip_without_kvm();
   PersistentVm vm(1);
-  auto first = vm.start();
-  ASSERT_TRUE(PersistentVm::wait_ticks(*first, 2));
-  first->signal(SIGPWR);
-  ASSERT_EQ(first->wait(30s).value_or(-1), 0);
+  ASSERT_NO_FATAL_FAILURE(vm.run_to_checkpoint(false));
   auto cold = vm.start({}, {"--cold"});
   ASSERT_TRUE(cold->wait_stdout(std::regex("^testos: boot$"), 20s)) << cold->describe();
   EXPECT_FALSE(resumed(*cold));
