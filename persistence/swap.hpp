@@ -50,6 +50,7 @@ struct SwapFigures {
   uint64_t zero_chunks = 0;
   uint64_t compressed_chunks = 0;   // stored zstd-compressed (swap-out: compressed now)
   uint64_t raw_chunks = 0;          // stored as they are (compression did not help)
+  uint64_t sparse_chunks = 0;       // of the compressed and raw ones: partly zero, only their non-zero pages stored
   uint64_t reused_chunks = 0;       // incremental: stored bytes copied from the base file
   uint64_t rewritten_chunks = 0;    // made from RAM in this pass (all but the reused ones)
   bool dirty_map = false;           // incremental: a dirty map said which chunks changed

@@ -6,7 +6,6 @@
 // written with O_DIRECT too: its page-cache write-back was the slowest part of a swap-in.
 #include <fcntl.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -19,9 +18,11 @@
 #include <fmt/core.h>
 
 #include "persistence/swap.hpp"
+#include "persistence/swap_hash.hpp"
 #include "persistence/swap_internal.hpp"
 #include "persistence/swap_io.hpp"
 #include "persistence/swap_pool.hpp"
+#include "persistence/swap_sparse.hpp"
 #include "vmm/base/fault_injection.hpp"
 
 namespace nvhv::persistence {
@@ -65,49 +66,68 @@ std::vector<Batch> make_batches(const std::vector<ChunkEntry>& chunks, uint64_t 
 
 // Per-thread buffers and decompression context of verify() and restore().
 struct ChunkWorker {
-  swapio::AlignedBuffer raw;  // one chunk of RAM, aligned: written with O_DIRECT
+  swapio::AlignedBuffer raw;   // one chunk of RAM, aligned: written with O_DIRECT
+  swapio::AlignedBuffer body;  // a sparse chunk's non-zero pages, decompressed
+  swapsparse::PageMap map;     // a sparse chunk's bitmap, or the pages a restore found non-zero
   swapimpl::DCtxPtr dctx;
 };
 
-// Decompresses chunk i (`n` bytes of RAM) into `into` and checks its RAM checksum.
-void decompress(const SwapFile& f, size_t i, const uint8_t* stored, uint8_t* into, uint64_t n, ChunkWorker& w) {
-  const ChunkEntry& e = f.chunks()[i];
+[[noreturn]] void corrupt(const SwapFile& f, size_t i, const std::string& why) {
+  throw SwapError(fmt::format("swap file {}: chunk {} is corrupt: {}", f.path(), i, why));
+}
+
+// Decompresses `length` stored bytes into exactly n bytes at `into`.
+void decompress_exactly(const SwapFile& f, size_t i, const uint8_t* stored, uint64_t length, uint8_t* into, uint64_t n,
+                        ChunkWorker& w) {
   if (!w.dctx) {
     w.dctx.reset(ZSTD_createDCtx());
     if (!w.dctx) throw std::bad_alloc();
   }
-  const size_t r = ZSTD_decompressDCtx(w.dctx.get(), into, n, stored, e.stored_length);
+  const size_t r = ZSTD_decompressDCtx(w.dctx.get(), into, n, stored, length);
   if (ZSTD_isError(r) || r != n)
-    throw SwapError(fmt::format("swap file {}: chunk {} is corrupt: {}", f.path(), i,
-                                ZSTD_isError(r) ? std::string(ZSTD_getErrorName(r)) : fmt::format("{} bytes, expected {}", r, n)));
-  if (XXH3_64bits(into, n) != e.raw_checksum)
-    throw SwapError(fmt::format("swap file {}: chunk {} is corrupt: RAM checksum mismatch after decompression", f.path(), i));
+    corrupt(f, i, ZSTD_isError(r) ? std::string(ZSTD_getErrorName(r)) : fmt::format("{} bytes, expected {}", r, n));
 }
 
-// Writes the pages of out[0, n) that are not all zero to the target at `offset`, in runs; the
-// target reads as zero already, so a mostly-zero chunk costs a fraction of its size in I/O.
-uint64_t write_nonzero_pages(int direct_fd, int fd, const std::string& what, const uint8_t* out, uint64_t n,
-                             uint64_t offset) {
-  uint64_t written = 0, run = 0, run_start = 0;
-  auto flush_run = [&] {
-    if (!run) return;
-    if (run >= kDirectMinRun)
-      swapio::write_span(direct_fd, fd, out + run_start, run, offset + run_start, what);
-    else
-      swapio::pwrite_full(fd, out + run_start, run, offset + run_start, what);
-    written += run;
-    run = 0;
-  };
-  for (uint64_t p = 0; p < n; p += kPage) {
-    const uint64_t len = std::min<uint64_t>(kPage, n - p);
-    if (swapimpl::is_zero(out + p, len)) {
-      flush_run();
-    } else {
-      if (!run) run_start = p;
-      run += len;
-    }
+// Decompresses chunk i (`n` bytes of RAM) into `into` and checks its RAM checksum.
+void decompress(const SwapFile& f, size_t i, const uint8_t* stored, uint8_t* into, uint64_t n, ChunkWorker& w) {
+  const ChunkEntry& e = f.chunks()[i];
+  decompress_exactly(f, i, stored, e.stored_length, into, n, w);
+  if (XXH3_64bits(into, n) != e.raw_checksum) corrupt(f, i, "RAM checksum mismatch after decompression");
+}
+
+// A sparse chunk's non-zero pages, contiguous, with its bitmap parsed into w.map and the whole
+// form checked against the RAM checksum.
+const uint8_t* sparse_pages(const SwapFile& f, size_t i, const uint8_t* stored, uint64_t n, ChunkWorker& w) {
+  const ChunkEntry& e = f.chunks()[i];
+  if (!swapsparse::parse_bitmap(stored, e.stored_length, n / kPage, w.map)) corrupt(f, i, "its page bitmap is invalid");
+  const uint64_t bitmap = swapsparse::bitmap_bytes(w.map.pages);
+  if (e.kind == kSparseRaw) {
+    // Its stored checksum, already checked, is its RAM checksum (SwapFile::open).
+    if (e.stored_length != w.map.sparse_bytes()) corrupt(f, i, "its length does not match its page bitmap");
+    return stored + bitmap;
   }
-  flush_run();
+  uint8_t* body = w.body.reserve(w.map.nonzero * kPage);
+  decompress_exactly(f, i, stored + bitmap, e.stored_length - bitmap, body, w.map.nonzero * kPage, w);
+  if (swapsparse::checksum_of_pages(w.map, body) != e.raw_checksum)
+    corrupt(f, i, "RAM checksum mismatch after decompression");
+  return body;
+}
+
+bool is_sparse(uint32_t kind) { return kind == kSparseRaw || kind == kSparseZstd; }
+
+// Writes the non-zero pages of `chunk` (in runs, as `map` says) to the target at `offset`; the
+// target reads as zero already, so a mostly-zero chunk costs a fraction of its size in I/O.
+uint64_t write_nonzero_pages(int direct_fd, int fd, const std::string& what, const uint8_t* chunk,
+                             const swapsparse::PageMap& map, uint64_t offset) {
+  uint64_t written = 0;
+  map.for_each_run([&](uint64_t first, uint64_t count) {
+    const uint64_t at = first * kPage, run = count * kPage;
+    if (run >= kDirectMinRun)
+      swapio::write_span(direct_fd, fd, chunk + at, run, offset + at, what);
+    else
+      swapio::pwrite_full(fd, chunk + at, run, offset + at, what);
+    written += run;
+  });
   return written;
 }
 
@@ -183,8 +203,9 @@ SwapFigures SwapFile::file_figures(uint64_t bytes_scanned) const {
   f.chunks = chunks_.size();
   for (const auto& e : chunks_) {
     f.zero_chunks += e.kind == kZero;
-    f.compressed_chunks += e.kind == kZstd;
-    f.raw_chunks += e.kind == kRaw;
+    f.compressed_chunks += e.kind == kZstd || e.kind == kSparseZstd;
+    f.raw_chunks += e.kind == kRaw || e.kind == kSparseRaw;
+    f.sparse_chunks += is_sparse(e.kind);
   }
   f.stored_bytes = trailer_.stored_bytes;
   f.file_bytes = file_size_;
@@ -198,9 +219,15 @@ SwapFigures SwapFile::verify(bool decompress_too, const SwapTuning& tuning, bool
   std::atomic<uint64_t> done{0};
   auto work = [&](size_t i, const uint8_t* stored, unsigned w) {
     const uint64_t n = chunk_raw_size(i);
-    if (decompress_too && chunks_[i].kind == kZstd) {
-      ChunkWorker& cw = workers[w];
-      decompress(*this, i, stored, cw.raw.reserve(n), n, cw);
+    ChunkWorker& cw = workers[w];
+    if (decompress_too && chunks_[i].kind == kZstd) decompress(*this, i, stored, cw.raw.reserve(n), n, cw);
+    // A sparse chunk's bitmap is checked even without decompression, so that a restore after
+    // this check cannot find a chunk it cannot place.
+    if (is_sparse(chunks_[i].kind)) {
+      if (decompress_too || chunks_[i].kind == kSparseRaw)
+        sparse_pages(*this, i, stored, n, cw);
+      else if (!swapsparse::parse_bitmap(stored, chunks_[i].stored_length, n / kPage, cw.map))
+        corrupt(*this, i, "its page bitmap is invalid");
     }
     done += n;
   };
@@ -243,14 +270,21 @@ SwapFigures SwapFile::restore(Backing& target, uint64_t ram_offset, bool known_z
       }
     } else if (by_write) {
       const uint8_t* out = stored;
+      bool mapped = false;  // cw.map holds the chunk's non-zero pages
       if (e.kind == kZstd) {
         out = cw.raw.reserve(n);
         decompress(*this, i, stored, cw.raw.data(), n, cw);
+      } else if (is_sparse(e.kind)) {
+        const uint8_t* pages = sparse_pages(*this, i, stored, n, cw);
+        out = cw.raw.reserve(n);
+        swapsparse::scatter(pages, cw.map, cw.raw.data(), !known_zero);
+        mapped = true;
       } else if (direct && reinterpret_cast<uintptr_t>(stored) % swapio::kDirectAlign != 0) {
         out = static_cast<const uint8_t*>(std::memcpy(cw.raw.reserve(n), stored, n));  // O_DIRECT needs it aligned
       }
       if (known_zero) {
-        written += write_nonzero_pages(direct.get(), target.fd(), target.path(), out, n, ram_offset + at);
+        if (!mapped) swapsparse::scan(out, n, cw.map);
+        written += write_nonzero_pages(direct.get(), target.fd(), target.path(), out, cw.map, ram_offset + at);
       } else {
         swapio::write_span(direct.get(), target.fd(), out, n, ram_offset + at, target.path());
         written += n;
@@ -258,6 +292,8 @@ SwapFigures SwapFile::restore(Backing& target, uint64_t ram_offset, bool known_z
     } else {
       if (e.kind == kZstd)
         decompress(*this, i, stored, dest, n, cw);
+      else if (is_sparse(e.kind))
+        swapsparse::scatter(sparse_pages(*this, i, stored, n, cw), cw.map, dest, !known_zero);
       else
         std::memcpy(dest, stored, n);
       target.flush(dest, n);

@@ -1,6 +1,6 @@
 #include "persistence/swap_format.hpp"
 
-#include <xxhash.h>
+#include "persistence/swap_hash.hpp"
 
 #include <cstddef>
 

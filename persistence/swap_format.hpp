@@ -9,7 +9,9 @@ namespace nvhv::persistence::swapfmt {
 
 inline constexpr char kMagic[8] = {'N', 'V', 'H', 'V', 'S', 'W', 'A', 'P'};
 inline constexpr char kTrailerMagic[8] = {'N', 'V', 'H', 'V', 'S', 'E', 'N', 'D'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
+// Version 1 files (no sparse chunks) are still read.
+inline constexpr uint32_t kOldestReadableVersion = 1;
 
 inline constexpr uint64_t kPage = 4096;
 inline constexpr uint64_t kConsumedOffset = 4096;      // the consumed record has a page of its own
@@ -59,7 +61,9 @@ struct Consumed {
 };
 static_assert(sizeof(Consumed) == 24);
 
-enum ChunkKind : uint32_t { kZero = 0, kRaw = 1, kZstd = 2 };
+// Sparse kinds (version 2) store the chunk's sparse form (swap_sparse.hpp): a bitmap of its
+// non-zero pages, then those pages as they are (kSparseRaw) or as one zstd frame (kSparseZstd).
+enum ChunkKind : uint32_t { kZero = 0, kRaw = 1, kZstd = 2, kSparseRaw = 3, kSparseZstd = 4 };
 
 // The chunk table follows the chunk data; one entry per chunk of RAM, in RAM order. Stored chunks
 // are contiguous from data_offset in table order, so every entry's offset is implied and checked.
@@ -68,7 +72,8 @@ struct ChunkEntry {
   uint32_t stored_length;         // 0 for zero chunks; the raw size for raw ones
   uint64_t offset;                // file offset of the stored bytes
   uint64_t stored_checksum;       // XXH3-64 of the stored bytes (0 for zero chunks)
-  uint64_t raw_checksum;          // XXH3-64 of the chunk's RAM contents (0 for zero chunks)
+  uint64_t raw_checksum;          // XXH3-64 of the chunk's RAM contents (0 for zero chunks; of
+                                  // its sparse form for sparse kinds)
 };
 static_assert(sizeof(ChunkEntry) == 32 && std::is_trivially_copyable_v<ChunkEntry>);
 

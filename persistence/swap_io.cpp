@@ -5,7 +5,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,6 +16,7 @@
 
 #include <fmt/core.h>
 
+#include "persistence/swap_hash.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/wall_clock.hpp"
 

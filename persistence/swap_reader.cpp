@@ -3,7 +3,6 @@
 // and restore() (swap_chunks.cpp), in parallel.
 #include <fcntl.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <bit>
@@ -13,8 +12,10 @@
 
 #include "persistence/identity.hpp"
 #include "persistence/swap.hpp"
+#include "persistence/swap_hash.hpp"
 #include "persistence/swap_internal.hpp"
 #include "persistence/swap_io.hpp"
+#include "persistence/swap_sparse.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/fault_injection.hpp"
 #include "vmm/base/wall_clock.hpp"
@@ -69,9 +70,9 @@ void SwapFile::load() {
   const Header& h = header_;
   if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0)
     fail(fmt::format("is not an nvhv swap file (magic bytes {}, expected {})", hex(h.magic, 8), hex(kMagic, 8)));
-  if (h.format_version != kFormatVersion)
-    fail(fmt::format("swap format version {} is not supported (this nvhv reads version {})", h.format_version,
-                     kFormatVersion));
+  if (h.format_version < kOldestReadableVersion || h.format_version > kFormatVersion)
+    fail(fmt::format("swap format version {} is not supported (this nvhv reads versions {} to {})", h.format_version,
+                     kOldestReadableVersion, kFormatVersion));
   if (h.header_size != sizeof h || header_checksum(h) != h.checksum) fail("the header is corrupt (checksum mismatch)");
 
   const uint64_t cs = h.chunk_size;
@@ -111,14 +112,22 @@ void SwapFile::load() {
   if (!swapio::pread_full(fd_.get(), chunks_.data(), table_length, t.table_offset)) fail("is truncated in its chunk table");
   if (XXH3_64bits(chunks_.data(), table_length) != t.table_checksum) fail("the chunk table is corrupt (checksum mismatch)");
   uint64_t expected = h.data_offset;
+  const bool sparse = h.format_version >= 2;
   for (size_t i = 0; i < chunks_.size(); ++i) {
     const ChunkEntry& e = chunks_[i];
     const uint64_t raw = chunk_raw_size(i);
+    const uint64_t bitmap = swapsparse::bitmap_bytes(raw / kPage);
     bool ok = e.offset == expected;
     switch (e.kind) {
       case kZero: ok = ok && e.stored_length == 0; break;
       case kRaw: ok = ok && e.stored_length == raw && e.stored_checksum == e.raw_checksum; break;
       case kZstd: ok = ok && e.stored_length > 0 && e.stored_length < raw; break;
+      // The bitmap itself is checked when the stored bytes are read (swap_chunks.cpp).
+      case kSparseRaw:
+        ok = ok && sparse && e.stored_length > bitmap && e.stored_length <= bitmap + raw &&
+             e.stored_checksum == e.raw_checksum;
+        break;
+      case kSparseZstd: ok = ok && sparse && e.stored_length > bitmap && e.stored_length < raw; break;
       default: ok = false;
     }
     if (!ok)

@@ -1,10 +1,9 @@
-// Writing a swap file: chunks are zero-checked, hashed and compressed on the pool's threads while
-// the calling thread writes them in RAM order with large sequential writes; table and trailer
-// last, then fsync. Nothing has the final name until PendingSwapFile::publish().
+// Writing a swap file: chunks are scanned for zero pages, hashed and compressed on the pool's
+// threads while the calling thread writes them in RAM order with large sequential writes; table
+// and trailer last, then fsync. Nothing has the final name until PendingSwapFile::publish().
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -16,9 +15,11 @@
 
 #include "persistence/identity.hpp"
 #include "persistence/swap.hpp"
+#include "persistence/swap_hash.hpp"
 #include "persistence/swap_internal.hpp"
 #include "persistence/swap_io.hpp"
 #include "persistence/swap_pool.hpp"
+#include "persistence/swap_sparse.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/fault_injection.hpp"
 #include "vmm/base/log.hpp"
@@ -29,7 +30,6 @@ namespace {
 
 using namespace swapfmt;
 using swapimpl::Clock;
-using swapimpl::is_zero;
 
 // Compression has to save at least this share of a chunk to be worth a decompression on swap-in.
 constexpr uint64_t kMinSavingDivisor = 32;
@@ -39,7 +39,8 @@ constexpr size_t kProbePiece = 16 * 1024;
 
 struct Compressor {
   swapimpl::CCtxPtr cctx;
-  std::vector<uint8_t> probe_in, probe_out;
+  std::vector<uint8_t> probe_in, probe_out, sparse_out;
+  swapsparse::PageMap map;
 };
 
 // Random data does not compress, and zstd spends most of a chunk's time finding that out: a
@@ -70,6 +71,30 @@ struct OutSlot {
   std::vector<uint8_t> buf;
 };
 
+// A partly-zero chunk in its sparse form: the bitmap, then the non-zero pages as they are or as
+// one zstd frame when that saves enough; only those pages are hashed and compressed.
+void store_sparse(Compressor& c, const uint8_t* raw, OutSlot& o, int level) {
+  const uint64_t bitmap = swapsparse::bitmap_bytes(c.map.pages), pages = c.map.nonzero * kPage;
+  o.buf.resize(bitmap + pages);
+  swapsparse::gather(raw, c.map, o.buf.data());
+  o.data = o.buf.data();
+  const uint8_t* body = o.buf.data() + bitmap;
+  if (worth_compressing(c, body, pages, level)) {
+    c.sparse_out.resize(ZSTD_compressBound(pages));
+    const size_t z = ZSTD_compressCCtx(c.cctx.get(), c.sparse_out.data(), c.sparse_out.size(), body, pages, level);
+    if (!ZSTD_isError(z) && z <= pages - pages / kMinSavingDivisor) {
+      std::memcpy(o.buf.data() + bitmap, c.sparse_out.data(), z);
+      o.kind = kSparseZstd;
+      o.length = static_cast<uint32_t>(bitmap + z);
+      o.stored_checksum = XXH3_64bits(o.data, o.length);
+      return;
+    }
+  }
+  o.kind = kSparseRaw;
+  o.length = static_cast<uint32_t>(bitmap + pages);
+  o.stored_checksum = o.raw_checksum;  // the stored bytes are the sparse form itself
+}
+
 // Maps a chunk of guest RAM in one call instead of a page fault per page (costly under nested
 // virtualisation); purely an optimisation, so failure (an older kernel) is ignored.
 void populate(const uint8_t* p, size_t n) {
@@ -80,6 +105,20 @@ void populate(const uint8_t* p, size_t n) {
   (void)p;
   (void)n;
 #endif
+}
+
+// The RAM checksum a chunk of this content is stored with: of its bytes when none of its pages is
+// zero, of its sparse form when some are (0 when all are).
+uint64_t ram_checksum(const uint8_t* raw, uint64_t n, const swapsparse::PageMap& map) {
+  if (map.nonzero == 0) return 0;
+  return map.nonzero == map.pages ? XXH3_64bits(raw, n) : swapsparse::checksum(raw, map);
+}
+
+// Whether a stored chunk of `kind` can hold RAM whose non-zero pages are `map`.
+bool same_shape(uint32_t kind, const swapsparse::PageMap& map) {
+  if (map.nonzero == 0) return kind == kZero;
+  if (map.nonzero == map.pages) return kind == kRaw || kind == kZstd;
+  return kind == kSparseRaw || kind == kSparseZstd;
 }
 
 void check_inputs(const SwapSource& src, const SwapTuning& t, const std::string& canonical) {
@@ -111,9 +150,10 @@ std::string SwapFigures::summary() const {
     else if (dirty_map)
       incremental += fmt::format("; dirty map: {} chunks marked dirty, the clean ones copied unread", marked_dirty_chunks);
   }
-  return fmt::format("{} MiB of RAM scanned in {} chunks: {} zero, {} compressed, {} raw, {} reused; {:.1f} MiB stored "
-                     "(ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s{}",
+  return fmt::format("{} MiB of RAM scanned in {} chunks: {} zero, {} compressed, {} raw, {} reused, {} sparse; {:.1f} "
+                     "MiB stored (ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s{}",
                      bytes_scanned >> 20, chunks, zero_chunks, compressed_chunks, raw_chunks, reused_chunks,
+                     sparse_chunks,
                      double(stored_bytes) / (1 << 20), ratio, double(written_bytes) / (1 << 20), mb_per_s(), seconds,
                      incremental);
 }
@@ -236,23 +276,23 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
     o.reused = o.marked_dirty = o.miss = o.compressed_now = o.ram_read = false;
     const uint8_t* raw = src.ram.data() + i * cs;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(cs, ram_size - i * cs));
-    uint64_t hash = 0;
-    bool hashed = false;
+    Compressor& comp = compressors[worker];
+    swapsparse::PageMap& map = comp.map;
+    uint64_t checksum = 0;
+    auto read_ram = [&] {
+      populate(raw, n);
+      swapsparse::scan(raw, n, map);
+      checksum = ram_checksum(raw, n, map);
+      o.ram_read = true;
+    };
     if (base_file) {
       o.marked_dirty = base->dirty_chunks && (*base->dirty_chunks)[i];
       const ChunkEntry& e = base_file->chunks()[i];
       if (!o.marked_dirty) {
         bool same = true;
         if (verify_clean) {
-          populate(raw, n);
-          o.ram_read = true;
-          if (e.kind == kZero) {
-            same = is_zero(raw, n);
-          } else {
-            hash = XXH3_64bits(raw, n);
-            hashed = true;
-            same = hash == e.raw_checksum;
-          }
+          read_ram();
+          same = same_shape(e.kind, map) && checksum == e.raw_checksum;
         }
         if (same && e.kind == kZero) {
           o.kind = kZero;
@@ -281,20 +321,22 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
         }
       }
     }
-    if (!o.ram_read) populate(raw, n);
-    o.ram_read = true;
-    if (is_zero(raw, n)) {
+    if (!o.ram_read) read_ram();
+    if (map.nonzero == 0) {
       o.kind = kZero;
       o.length = 0;
       o.stored_checksum = o.raw_checksum = 0;
       return;
     }
-    o.raw_checksum = hashed ? hash : XXH3_64bits(raw, n);
+    o.raw_checksum = checksum;
     o.compressed_now = true;
-    Compressor& comp = compressors[worker];
     if (!comp.cctx) {
       comp.cctx.reset(ZSTD_createCCtx());
       if (!comp.cctx) throw std::bad_alloc();
+    }
+    if (map.nonzero < map.pages) {
+      store_sparse(comp, raw, o, tuning.level);
+      return;
     }
     size_t c = 0;
     const bool tried = worth_compressing(comp, raw, n, tuning.level);
@@ -334,11 +376,12 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
     if (o.kind == kZero) ++f.zero_chunks;
     if (o.reused) {
       ++f.reused_chunks;
-    } else if (o.kind == kZstd) {
+    } else if (o.kind == kZstd || o.kind == kSparseZstd) {
       ++f.compressed_chunks;
-    } else if (o.kind == kRaw) {
+    } else if (o.kind == kRaw || o.kind == kSparseRaw) {
       ++f.raw_chunks;
     }
+    if (!o.reused && (o.kind == kSparseRaw || o.kind == kSparseZstd)) ++f.sparse_chunks;
     if (o.compressed_now) f.compressed_input_bytes += n;
     if (!o.reused) ++f.rewritten_chunks;
     if (o.marked_dirty) ++f.marked_dirty_chunks;

@@ -23,7 +23,8 @@ json figures_json(const CheckpointFigures& f) {
 
 json swap_chunks_json(const persistence::SwapFigures& f) {
   return {{"total", f.chunks},     {"zero", f.zero_chunks},         {"compressed", f.compressed_chunks},
-          {"raw", f.raw_chunks},   {"reused", f.reused_chunks},     {"rewritten", f.rewritten_chunks},
+          {"raw", f.raw_chunks},   {"sparse", f.sparse_chunks},     {"reused", f.reused_chunks},
+          {"rewritten", f.rewritten_chunks},
           {"stored_bytes", f.stored_bytes}, {"ram_read_bytes", f.ram_read_bytes}};
 }
 

@@ -16,12 +16,15 @@
 #include "persistence/swap_image.hpp"
 #include "persistence/swap_io.hpp"
 #include "tests/unit/persistence_test_util.hpp"
+#include "tests/unit/swap_test_util.hpp"
 
 namespace nvhv::persistence {
 namespace {
 
 using nlohmann::json;
+using test::contains;
 using test::file_hash;
+using test::refusal_of;
 using test::sample_machine;
 
 constexpr uint32_t kChunk = 64 * 1024;  // small chunks: many of them in little RAM
@@ -30,8 +33,6 @@ constexpr uint64_t kChunks = kRam / kChunk;
 constexpr uint32_t kVcpus = 2;
 
 json identity(uint32_t vcpus = kVcpus) { return {{"vcpus", vcpus}, {"memory_mib", kRam >> 20}, {"machine", "test"}}; }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Chunk i: zero when i % 4 == 0, text-like (compressible) when i % 4 == 1 or 2, random otherwise.
 std::vector<uint8_t> mixed_ram(uint64_t seed) {
@@ -72,15 +73,6 @@ void xor_byte(const std::string& path, uint64_t offset, uint8_t mask = 0x40) {
   b ^= mask;
   ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
   ::close(fd);
-}
-
-std::string refusal_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const SwapError& e) {
-    return e.what();
-  }
-  return "(not refused)";
 }
 
 class SwapFileTest : public ::testing::Test {
@@ -188,7 +180,8 @@ TEST_F(SwapFileTest, ZeroChunksAreNotStored) {
   EXPECT_LT(std::filesystem::file_size(path), 64u * 1024);
   SwapFile f = SwapFile::open(path, SwapFile::Mode::read);
   EXPECT_EQ(f.chunks()[0].kind, swapfmt::kZero);
-  EXPECT_EQ(f.chunks()[5].kind, swapfmt::kZstd);
+  EXPECT_EQ(f.chunks()[5].kind, swapfmt::kSparseZstd);  // one non-zero page of 16
+  EXPECT_EQ(w.sparse_chunks, 1u);
   EXPECT_TRUE(restored(f) == sparse);
 }
 
