@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -155,6 +156,31 @@ std::string ChildProcess::describe() const {
   return os.str();
 }
 
+namespace {
+
+// Writes what it can of `data`. A command may exit without reading its input (a refusal at
+// start-up): the write then fails with EPIPE, and the SIGPIPE it raises must not kill the test.
+void write_ignoring_broken_pipe(int fd, const std::string& data) {
+  if (data.empty()) return;
+  sigset_t pipe_signal, previous;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous);
+  for (size_t done = 0; done < data.size();) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  // Take the SIGPIPE a failed write left pending, so that unblocking does not deliver it.
+  const timespec no_wait{0, 0};
+  while (sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+}
+
+}  // namespace
+
 RunResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                       const std::string& stdin_data) {
   int in_pipe[2], out_pipe[2], err_pipe[2];
@@ -175,10 +201,7 @@ RunResult run_command(const std::vector<std::string>& argv, std::chrono::millise
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
-  if (!stdin_data.empty()) {
-    ssize_t ignored = ::write(in_pipe[1], stdin_data.data(), stdin_data.size());
-    (void)ignored;
-  }
+  write_ignoring_broken_pipe(in_pipe[1], stdin_data);
   ::close(in_pipe[1]);
   RunResult result{-1, {}, {}};
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
