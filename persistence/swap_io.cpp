@@ -180,25 +180,37 @@ void write_span(int direct_fd, int fd, const uint8_t* p, size_t n, uint64_t offs
 
 SequentialWriter::SequentialWriter(int fd, const std::string& path, std::string what)
     : fd_(fd), what_(std::move(what)) {
-  buffer_ = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kBufferSize));
-  if (!buffer_) throw std::bad_alloc();
+  for (auto& b : buffers_) {
+    b = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, kBufferSize));
+    if (!b) {
+      std::free(buffers_[0]);
+      throw std::bad_alloc();
+    }
+  }
   direct_fd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);  // -1: not supported here
+  writer_ = std::thread([this] { writer_main(); });
 }
 
 SequentialWriter::~SequentialWriter() {
+  {
+    std::lock_guard lock(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();  // after the block in flight, if any
   if (direct_fd_ >= 0) ::close(direct_fd_);
-  std::free(buffer_);
+  for (auto* b : buffers_) std::free(b);
 }
 
 void SequentialWriter::append(const void* p, size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);
   while (n > 0) {
     const size_t take = std::min(n, kBufferSize - used_);
-    std::memcpy(buffer_ + used_, b, take);
+    std::memcpy(buffers_[filling_] + used_, b, take);
     used_ += take;
     b += take;
     n -= take;
-    if (used_ == kBufferSize) write_block(used_);
+    if (used_ == kBufferSize) hand_off(used_);
   }
 }
 
@@ -212,27 +224,68 @@ void SequentialWriter::finish() {
   if (used_ > 0) {
     // O_DIRECT writes whole blocks: pad with zeros, then cut the file back to its length.
     const size_t padded = direct() ? (used_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign : used_;
-    std::memset(buffer_ + used_, 0, padded - used_);
-    write_block(padded);
+    std::memset(buffers_[filling_] + used_, 0, padded - used_);
+    hand_off(padded);
   }
+  wait_idle();
   if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) throw SystemError(errno, fmt::format("truncate {}", what_));
   written_ -= offset_ - end;
   offset_ = end;
 }
 
-void SequentialWriter::write_block(size_t n) {
-  size_t done = 0;
-  if (direct()) {
-    const ssize_t r = ::pwrite(direct_fd_, buffer_, n, static_cast<off_t>(offset_));
-    if (r > 0) done = static_cast<size_t>(r);
-    // A short or refused direct write: the rest goes through the page cache, which takes any size.
-    if (r < 0 && errno != EINVAL && errno != EINTR && errno != EAGAIN)
-      throw SystemError(errno, fmt::format("write {} at offset {}", what_, offset_));
+void SequentialWriter::wait_idle() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !in_flight_; });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void SequentialWriter::hand_off(size_t n) {
+  wait_idle();  // the other buffer is free once its write is done
+  {
+    std::lock_guard lock(mu_);
+    in_flight_ = buffers_[filling_];
+    in_flight_size_ = n;
+    in_flight_offset_ = offset_;
   }
-  if (done < n) pwrite_full(fd_, buffer_ + done, n - done, offset_ + done, what_);
+  cv_.notify_all();
+  filling_ ^= 1;
   offset_ += n;
   written_ += n;
   used_ = 0;
+}
+
+void SequentialWriter::writer_main() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return in_flight_ || quit_; });
+    if (!in_flight_) return;
+    const uint8_t* block = in_flight_;
+    const size_t n = in_flight_size_;
+    const uint64_t offset = in_flight_offset_;
+    lock.unlock();
+    std::exception_ptr failed;
+    try {
+      write_block(block, n, offset);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    lock.lock();
+    if (failed && !error_) error_ = failed;
+    in_flight_ = nullptr;
+    cv_.notify_all();
+  }
+}
+
+void SequentialWriter::write_block(const uint8_t* block, size_t n, uint64_t offset) {
+  size_t done = 0;
+  if (direct()) {
+    const ssize_t r = ::pwrite(direct_fd_, block, n, static_cast<off_t>(offset));
+    if (r > 0) done = static_cast<size_t>(r);
+    // A short or refused direct write: the rest goes through the page cache, which takes any size.
+    if (r < 0 && errno != EINVAL && errno != EINTR && errno != EAGAIN)
+      throw SystemError(errno, fmt::format("write {} at offset {}", what_, offset));
+  }
+  if (done < n) pwrite_full(fd_, block + done, n - done, offset + done, what_);
 }
 
 }  // namespace nvhv::persistence::swapio

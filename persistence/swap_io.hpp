@@ -2,10 +2,14 @@
 // Plain file I/O for swap files: whole reads and writes that retry short transfers, a coalescing
 // sequential writer, and the durability steps of a rename-into-place (fsync file, rename, fsync
 // directory).
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "vmm/base/unique_fd.hpp"
@@ -69,6 +73,10 @@ const uint8_t* read_span(int direct_fd, int fd, uint64_t offset, size_t n, Align
 // are aligned to kDirectAlign, else, and for whatever a direct write refuses, through fd.
 void write_span(int direct_fd, int fd, const uint8_t* p, size_t n, uint64_t offset, const std::string& what);
 
+// Appends to a file written front to back, in blocks of 8 MiB with O_DIRECT where the file system
+// allows it. A full block is written by a thread of its own while the next one fills, so a caller
+// that produces the data (the swap-out pipeline) waits for the disk only when the disk is the
+// slower of the two. A write error is thrown by the append or finish() after it.
 class SequentialWriter {
  public:
   SequentialWriter(int fd, const std::string& path, std::string what);
@@ -78,22 +86,36 @@ class SequentialWriter {
 
   void append(const void* p, size_t n);
   void pad_to(uint64_t offset);
-  // Writes what is buffered and sets the file's length; call once, at the end.
+  // Writes what is buffered, waits for every write, and sets the file's length; call once, at
+  // the end.
   void finish();
   uint64_t offset() const { return offset_ + used_; }
   uint64_t bytes_written() const { return written_; }
   bool direct() const { return direct_fd_ >= 0; }
 
  private:
-  void write_block(size_t n);
+  void hand_off(size_t n);
+  void wait_idle();
+  void write_block(const uint8_t* block, size_t n, uint64_t offset);
+  void writer_main();
 
   int fd_;
   int direct_fd_ = -1;
   std::string what_;
-  uint64_t offset_ = 0;
+  uint64_t offset_ = 0;  // of the block being filled
   uint64_t written_ = 0;
-  uint8_t* buffer_ = nullptr;
+  uint8_t* buffers_[2] = {nullptr, nullptr};
+  int filling_ = 0;
   size_t used_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const uint8_t* in_flight_ = nullptr;  // the block the writer thread owns, if any
+  size_t in_flight_size_ = 0;
+  uint64_t in_flight_offset_ = 0;
+  bool quit_ = false;
+  std::exception_ptr error_;
+  std::thread writer_;
 };
 
 }  // namespace nvhv::persistence::swapio

@@ -1,5 +1,5 @@
 # Tests of the swap engine (persistence/swap*): named "swap.<Suite>.<Test>".
-add_executable(swap_unit_tests ${CMAKE_CURRENT_LIST_DIR}/swap_test.cpp)
+add_executable(swap_unit_tests ${CMAKE_CURRENT_LIST_DIR}/swap_test.cpp ${CMAKE_CURRENT_LIST_DIR}/swap_io_test.cpp)
 target_compile_options(swap_unit_tests PRIVATE ${NVHV_WARNINGS})
 target_link_libraries(swap_unit_tests PRIVATE nvhv_persistence nvhv_test_support GTest::gtest_main)
 nvhv_discover_tests(swap_unit_tests LABELS unit persistence swap PREFIX "swap." TIMEOUT 300)

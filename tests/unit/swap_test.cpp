@@ -398,46 +398,6 @@ TEST_F(SwapFileTest, ASecondWriterOfTheSamePathIsRefused) {
   ::close(fd);
 }
 
-// ---- large aligned I/O (swap_io) ----
-
-// On the test directory's file system and on tmpfs (older kernels refuse O_DIRECT there), with a
-// direct descriptor where the file system gives one and without (the page-cache fallback), every
-// span reads and writes back exactly.
-TEST(SwapIoTest, SpansOfAnyAlignmentReadAndWriteExactly) {
-  test::TempDir dir;
-  const std::string shm = "/dev/shm/nvhv-swap-io-" + std::to_string(::getpid());
-  for (const auto& [path, use_direct] : {std::pair{dir.file("io"), true}, std::pair{dir.file("io"), false},
-                                         std::pair{shm, true}, std::pair{shm, false}}) {
-    SCOPED_TRACE(path + (use_direct ? " direct" : " page cache"));
-    if (!std::filesystem::is_directory(std::filesystem::path(path).parent_path())) continue;
-    std::vector<uint8_t> bytes(3 * 4096 + 123);
-    std::mt19937_64 rng(3);
-    for (auto& b : bytes) b = static_cast<uint8_t>(rng());
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-    ASSERT_TRUE(fd);
-    UniqueFd rdirect = use_direct ? swapio::reopen_direct(fd.get(), O_RDONLY) : UniqueFd();
-    UniqueFd wdirect = use_direct ? swapio::reopen_direct(fd.get(), O_WRONLY) : UniqueFd();
-    swapio::AlignedBuffer buf;
-    const std::pair<uint64_t, size_t> spans[] = {{0, 10}, {100, 5000}, {4095, 4097}, {8192, 4096}, {bytes.size() - 50, 50}, {0, bytes.size()}};
-    for (auto [offset, n] : spans) {
-      const uint8_t* p = swapio::read_span(rdirect.get(), fd.get(), offset, n, buf);
-      ASSERT_NE(p, nullptr) << offset << "+" << n;
-      EXPECT_TRUE(std::equal(p, p + n, bytes.begin() + static_cast<long>(offset))) << offset << "+" << n;
-    }
-    EXPECT_EQ(swapio::read_span(rdirect.get(), fd.get(), bytes.size() - 10, 20, buf), nullptr);
-    // An aligned write (direct where allowed) and an unaligned one (page cache).
-    swapio::AlignedBuffer out;
-    std::memset(out.reserve(4096), 0x5a, 4096);
-    swapio::write_span(wdirect.get(), fd.get(), out.data(), 4096, 4096, path);
-    std::memset(bytes.data() + 4096, 0x5a, 4096);
-    swapio::write_span(wdirect.get(), fd.get(), out.data() + 1, 100, 9000, path);
-    std::memset(bytes.data() + 9000, 0x5a, 100);
-    EXPECT_TRUE(test::read_file(path) == bytes);
-    std::filesystem::remove(path);
-  }
-}
-
 // ---- the image-level protocol ----
 
 class SwapImageTest : public ::testing::Test {
