@@ -219,6 +219,9 @@ int main(int argc, char** argv) {
     if (r.name == " 10% random")
       fmt::print("target: mostly-zero guest swaps out >= 5x faster than cp: {:.1f}x {}\n", r.cp_s / r.out_s,
                  r.cp_s / r.out_s >= 5.0 ? "met" : "MISSED");
+    if (r.name == " 10% compressible")
+      fmt::print("(the same with text-like pages, swapped out at zstd's speed on them: {:.1f}x cp; reported only)\n",
+                 r.cp_s / r.out_s);
     if (r.name == "100% random")
       fmt::print("target: incompressible guest swaps out at >= 0.8x cp's bandwidth: {:.2f}x {}\n", r.cp_s / r.out_s,
                  r.cp_s / r.out_s >= 0.8 ? "met" : "MISSED");
