@@ -1,48 +1,27 @@
 #include "tests/bench/bench_process.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <sstream>
 #include <stdexcept>
 
-#include "vmm/base/error.hpp"
-#include "vmm/base/spawn.hpp"
+#include "tests/support/child_process.hpp"
 #include "vmm/base/time_slice.hpp"
 
 namespace nvhv::bench {
 
 Process::Process(std::vector<std::string> argv) : argv_(std::move(argv)) {
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  SpawnOptions spawn;  // default dispositions: nvhv relies on SIGPWR reaching its own handler
-  spawn.stdout_fd = out_pipe[1];
-  spawn.stderr_fd = err_pipe[1];
-  // setpriv --pdeathsig: a VMM under measurement dies with the benchmark, never outlives it.
-  std::vector<std::string> spawn_argv{"setpriv", "--pdeathsig", "KILL", "--"};
-  spawn_argv.insert(spawn_argv.end(), argv_.begin(), argv_.end());
   spawned_ = Clock::now();
-  int rc = 0;
-  try {
-    pid_ = spawn_process(spawn_argv, spawn);
-  } catch (const SystemError& e) {
-    rc = e.err();
-  }
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(rc));
-  }
+  // Default signal dispositions: nvhv relies on SIGPWR reaching its own handler.
+  const test::PipedChild child = test::spawn_piped(argv_, SpawnOptions{});
+  pid_ = child.pid;
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  out_thread_ = std::thread([this, fd = out_pipe[0]] { reader(fd, out_); });
-  err_thread_ = std::thread([this, fd = err_pipe[0]] { reader(fd, err_); });
+  out_thread_ = std::thread([this, fd = child.out_fd] { reader(fd, out_); });
+  err_thread_ = std::thread([this, fd = child.err_fd] { reader(fd, err_); });
 }
 
 Process::~Process() {

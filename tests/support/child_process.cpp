@@ -18,21 +18,25 @@
 
 namespace nvhv::test {
 
-ChildProcess::ChildProcess(std::vector<std::string> argv, Options options) : argv_(std::move(argv)) {
+PipedChild spawn_piped(const std::vector<std::string>& argv, SpawnOptions spawn, bool merge_stderr) {
   int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  SpawnOptions spawn;
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    throw std::runtime_error("pipe2 failed");
+  }
   spawn.stdout_fd = out_pipe[1];
-  spawn.stderr_fd = options.merge_stderr ? out_pipe[1] : err_pipe[1];
-  spawn.add_env = options.env;
-  // setpriv --pdeathsig: the child dies with the test process, so a test that crashes or times
-  // out never leaves a VMM spinning through the rest of the suite. It execs the command itself,
-  // so pid and exit status are the command's own.
+  spawn.stderr_fd = merge_stderr ? out_pipe[1] : err_pipe[1];
+  // setpriv --pdeathsig: the child dies with the process that started it, so a test or bench
+  // that crashes or times out never leaves a VMM spinning. It execs the command itself, so pid
+  // and exit status are the command's own.
   std::vector<std::string> spawn_argv{"setpriv", "--pdeathsig", "KILL", "--"};
-  spawn_argv.insert(spawn_argv.end(), argv_.begin(), argv_.end());
+  spawn_argv.insert(spawn_argv.end(), argv.begin(), argv.end());
+  PipedChild child{-1, out_pipe[0], err_pipe[0]};
   int rc = 0;
   try {
-    pid_ = spawn_process(spawn_argv, spawn);
+    child.pid = spawn_process(spawn_argv, spawn);
   } catch (const SystemError& e) {
     rc = e.err();
   }
@@ -41,10 +45,18 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, Options options) : arg
   if (rc != 0) {
     ::close(out_pipe[0]);
     ::close(err_pipe[0]);
-    throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(rc));
+    throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
   }
-  out_thread_ = std::thread([this, fd = out_pipe[0]] { reader(fd, out_); });
-  err_thread_ = std::thread([this, fd = err_pipe[0]] { reader(fd, err_); });
+  return child;
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, Options options) : argv_(std::move(argv)) {
+  SpawnOptions spawn;
+  spawn.add_env = options.env;
+  const PipedChild child = spawn_piped(argv_, spawn, options.merge_stderr);
+  pid_ = child.pid;
+  out_thread_ = std::thread([this, fd = child.out_fd] { reader(fd, out_); });
+  err_thread_ = std::thread([this, fd = child.err_fd] { reader(fd, err_); });
 }
 
 ChildProcess::~ChildProcess() {

@@ -11,7 +11,19 @@
 #include <thread>
 #include <vector>
 
+#include "vmm/base/spawn.hpp"
+
 namespace nvhv::test {
+
+// A command started under `setpriv --pdeathsig KILL`, with its stdout and stderr on pipes whose
+// read ends are the caller's to read and close (stderr goes to the stdout pipe when merged; the
+// stderr pipe then only reports end of file). Throws when it cannot be started.
+struct PipedChild {
+  pid_t pid;
+  int out_fd;
+  int err_fd;
+};
+PipedChild spawn_piped(const std::vector<std::string>& argv, SpawnOptions spawn, bool merge_stderr = false);
 
 class ChildProcess {
  public:
