@@ -63,6 +63,9 @@ case "$what" in
     printf '%s\n' "$out"
     [ "$rc" -eq 125 ] || fail "tools/nested-host/run exited $rc after L1 rebooted, expected 125"
     has NESTED-DOWN
+    # QEMU's reset log (which has every CPU's reset at start-up) tells it was no triple fault.
+    printf '%s\n' "$out" | grep -Eq "QEMU's reset log: no triple fault, .* \([1-9][0-9]* lines logged\)" ||
+      fail "no reset log verdict in the output"
     ;;
   power_cut)
     # A power cut loses L1's RAM and page cache but not the NVDIMM: a block written with

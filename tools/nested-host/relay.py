@@ -2,7 +2,9 @@
 """Runs the nested host's QEMU for tools/nested-host/run and turns what L1 prints into a status.
 
 QEMU's argv must contain @CONSOLE@ and @OUTPUT@: the paths of two pipes this helper reads, the
-L1 console (kernel messages, NESTED-* status lines) and the command's own output. The command's
+L1 console (kernel messages, NESTED-* status lines) and the command's own output. It may contain
+@QEMULOG@, a third pipe for QEMU's own log (`-d cpu_reset -D @QEMULOG@`), which tells a triple
+fault of an L1 CPU from a reset L1 asked for when L1 goes down. The command's
 output is copied to stdout as it arrives; the console is kept for error reports (or shown with
 --verbose). Exit status: the command's, 124 on timeout, 125 when the harness or L1 failed,
 137 after a power cut (--kill-after-line).
@@ -72,8 +74,9 @@ def run(a):
     kill_re = re.compile(a.kill_after_line) if a.kill_after_line else None
     con_r, con_w = os.pipe()
     out_r, out_w = os.pipe()
+    log_r, log_w = os.pipe()
     argv = [x.replace("@CONSOLE@", f"/dev/fd/{con_w}").replace("@OUTPUT@", f"/dev/fd/{out_w}")
-            for x in a.qemu]
+            .replace("@QEMULOG@", f"/dev/fd/{log_w}") for x in a.qemu]
     start = time.monotonic()
 
     def on_signal(signum, _frame):
@@ -81,19 +84,21 @@ def run(a):
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
 
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(con_w, out_w),
+    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(con_w, out_w, log_w),
                             preexec_fn=die_with_parent)
     os.close(con_w)
     os.close(out_w)
+    os.close(log_w)
     console_tail = collections.deque(maxlen=80)
+    qemu_log = {"lines": 0, "triple_faults": 0}
     marks = {}          # NESTED-INIT / NESTED-START / NESTED-EXIT -> seconds since start
     exit_status = None
     failure = None
     kill_at = None
     killed_for = None   # "power-cut", "timeout", "hung" or "hung power-off"
     last_alive = None   # seconds since start of L1's last heartbeat
-    bufs = {con_r: b"", out_r: b""}
-    open_fds = [con_r, out_r]
+    bufs = {con_r: b"", out_r: b"", log_r: b""}
+    open_fds = [con_r, out_r, log_r]
     stdout_open = True
     try:
         while open_fds:
@@ -133,6 +138,10 @@ def run(a):
                     *lines, bufs[fd] = (bufs[fd] + data).split(b"\n")
                 for raw in lines:
                     line = raw.decode("utf-8", "replace").rstrip("\r")
+                    if fd == log_r:
+                        qemu_log["lines"] += 1
+                        qemu_log["triple_faults"] += line.startswith("Triple fault")
+                        continue
                     if fd == out_r:
                         if kill_re and kill_at is None and kill_re.search(line):
                             kill_at = time.monotonic() + a.kill_delay_ms / 1000
@@ -207,6 +216,13 @@ def run(a):
         # With -no-reboot, L1's kernel rebooting, panicking or triple faulting ends QEMU.
         log(f"QEMU exited with status {qemu_status} before the command finished")
         show_console()
+        if qemu_log["lines"] == 0:
+            log("QEMU's reset log is empty: run without `-d cpu_reset -D @QEMULOG@`?")
+        elif qemu_log["triple_faults"]:
+            log(f"QEMU's reset log: a triple fault of an L1 CPU ({qemu_log['lines']} lines logged)")
+        else:
+            log(f"QEMU's reset log: no triple fault, so L1 asked for the reset or power-off itself "
+                f"({qemu_log['lines']} lines logged)")
         sys.stderr.write("NESTED-DOWN\n")
         return HARNESS_FAILURE
     return exit_status
