@@ -3,8 +3,11 @@
 
 QEMU's argv must contain @CONSOLE@ and @OUTPUT@: the paths of two pipes this helper reads, the
 L1 console (kernel messages, NESTED-* status lines) and the command's own output. It may contain
-@QEMULOG@, a third pipe for QEMU's own log (`-d cpu_reset -D @QEMULOG@`), which tells a triple
-fault of an L1 CPU from a reset L1 asked for when L1 goes down. The command's
+@QEMULOG@, a third pipe for QEMU's own log (`-d cpu_reset -D @QEMULOG@`). QEMU then logs every
+CPU's state as it resets it, and TCG logs `Triple fault` first when an L1 CPU triple faults. A
+reset after L1's console has started means L1 went down (QEMU runs without -no-reboot so that it
+logs the state): QEMU is killed at once, before L1 boots again, and the report says whether it
+was a triple fault and where each CPU was (RIP, with its kernel symbol from --system-map). The command's
 output is copied to stdout as it arrives; the console is kept for error reports (or shown with
 --verbose). Exit status: the command's, 124 on timeout, 125 when the harness or L1 failed,
 137 after a power cut (--kill-after-line).
@@ -59,6 +62,7 @@ def main():
     ap.add_argument("--power-switch", action="store_true",
                     help="QEMU exiting with status 137 (isa-debug-exit, value 0x44) is a power cut from L1")
     ap.add_argument("--cleanup", help="directory to delete at the end")
+    ap.add_argument("--system-map", help="L1 kernel's System.map, to name the RIPs of a reset")
     ap.add_argument("qemu", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     if a.qemu and a.qemu[0] == "--":
@@ -91,6 +95,7 @@ def run(a):
     os.close(log_w)
     console_tail = collections.deque(maxlen=80)
     qemu_log = {"lines": 0, "triple_faults": 0}
+    reset_dump = []     # QEMU's log from the first CPU reset after L1's console started
     marks = {}          # NESTED-INIT / NESTED-START / NESTED-EXIT -> seconds since start
     exit_status = None
     failure = None
@@ -141,6 +146,11 @@ def run(a):
                     if fd == log_r:
                         qemu_log["lines"] += 1
                         qemu_log["triple_faults"] += line.startswith("Triple fault")
+                        if console_tail and (reset_dump or line.startswith("CPU Reset")):
+                            reset_dump.append(line)
+                            if killed_for is None and qemu.poll() is None:
+                                qemu.kill()     # L1 went down: do not let it boot again
+                                killed_for = "reset"
                         continue
                     if fd == out_r:
                         if kill_re and kill_at is None and kill_re.search(line):
@@ -194,6 +204,13 @@ def run(a):
         log("L1 cut its own power (tools/nested-host/power-switch)")
         sys.stderr.write("NESTED-POWER-CUT\n")
         return POWER_CUT
+    if killed_for == "reset":
+        exit_status = None  # the command did not finish: L1 went down under it
+        log("an L1 CPU was reset before the command finished; QEMU killed before L1 could boot again")
+        show_console()
+        show_reset(qemu_log, reset_dump, a.system_map)
+        sys.stderr.write("NESTED-DOWN\n")
+        return HARNESS_FAILURE
     if killed_for == "hung power-off":
         log(f"L1 did not power off within {POWER_OFF_GRACE} s of the command's end; QEMU killed")
     if killed_for == "hung":
@@ -213,19 +230,54 @@ def run(a):
         show_console()
         return HARNESS_FAILURE
     if exit_status is None:
-        # With -no-reboot, L1's kernel rebooting, panicking or triple faulting ends QEMU.
+        # L1 powered itself off before the command finished, or QEMU itself failed. (A reboot,
+        # panic or triple fault of L1 resets its CPUs instead: killed_for == "reset", above.)
         log(f"QEMU exited with status {qemu_status} before the command finished")
         show_console()
-        if qemu_log["lines"] == 0:
-            log("QEMU's reset log is empty: run without `-d cpu_reset -D @QEMULOG@`?")
-        elif qemu_log["triple_faults"]:
-            log(f"QEMU's reset log: a triple fault of an L1 CPU ({qemu_log['lines']} lines logged)")
-        else:
-            log(f"QEMU's reset log: no triple fault, so L1 asked for the reset or power-off itself "
-                f"({qemu_log['lines']} lines logged)")
+        show_reset(qemu_log, reset_dump, a.system_map)
         sys.stderr.write("NESTED-DOWN\n")
         return HARNESS_FAILURE
     return exit_status
+
+
+def kernel_symbol(system_map, address):
+    """'name+0xoff' of the text symbol at or below address in a System.map, or ''."""
+    best = None
+    try:
+        with open(system_map) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3 or parts[1] not in "tTwW":
+                    continue
+                at = int(parts[0], 16)
+                if at <= address and (best is None or at > best[0]):
+                    best = (at, parts[2])
+    except (OSError, ValueError):
+        return ""
+    return f"{best[1]}+{address - best[0]:#x}" if best else ""
+
+
+def show_reset(qemu_log, reset_dump, system_map):
+    if qemu_log["lines"] == 0:
+        log("QEMU's reset log is empty: run without `-d cpu_reset -D @QEMULOG@`?")
+        return
+    if qemu_log["triple_faults"]:
+        log(f"QEMU's reset log: a triple fault of an L1 CPU ({qemu_log['lines']} lines logged)")
+    else:
+        log(f"QEMU's reset log: no triple fault, so L1 asked for the reset or power-off itself "
+            f"({qemu_log['lines']} lines logged)")
+    cpu = None
+    for line in reset_dump:
+        m = re.match(r"CPU Reset \(CPU (\d+)\)", line)
+        if m:
+            cpu = m.group(1)
+        m = re.search(r"RIP=([0-9a-f]+)", line)
+        if m and cpu is not None:
+            rip = int(m.group(1), 16)
+            where = kernel_symbol(system_map, rip) if system_map else ""
+            log(f"L1 CPU {cpu} was at RIP {rip:#x}" + (f" ({where})" if where else ""))
+    for line in reset_dump[:60]:
+        sys.stderr.write(f"  QEMU| {line}\n")
 
 
 if __name__ == "__main__":
