@@ -37,6 +37,7 @@ POWER_OFF_GRACE = 30  # seconds L1 may take from the command's end to QEMU's exi
 # L1's heartbeat comes every 5 s; a loaded L1 has been seen to stall for 20-odd s (soft lockup
 # reports) and then go on, so only a much longer silence counts as hung.
 HUNG_AFTER = float(os.environ.get("NVHV_NESTED_HUNG_AFTER", 120))
+RESET_DUMP_GRACE = 0.5  # seconds QEMU gets to log every CPU's registers after L1 went down
 
 
 class Interrupted(Exception):
@@ -96,6 +97,7 @@ def run(a):
     console_tail = collections.deque(maxlen=80)
     qemu_log = {"lines": 0, "triple_faults": 0}
     reset_dump = []     # QEMU's log from the first CPU reset after L1's console started
+    reset_kill_at = None
     marks = {}          # NESTED-INIT / NESTED-START / NESTED-EXIT -> seconds since start
     exit_status = None
     failure = None
@@ -109,7 +111,10 @@ def run(a):
         while open_fds:
             now = time.monotonic()
             if killed_for is None and qemu.poll() is None:
-                if kill_at is not None and now >= kill_at:
+                if reset_kill_at is not None and now >= reset_kill_at:
+                    qemu.kill()     # before L1 boots again and reruns the command
+                    killed_for = "reset"
+                elif kill_at is not None and now >= kill_at:
                     qemu.kill()
                     killed_for = "power-cut"
                 elif now - start >= a.timeout:
@@ -122,6 +127,8 @@ def run(a):
                     qemu.kill()         # the command is done; L1 hangs on its way down
                     killed_for = "hung power-off"
             deadlines = [start + a.timeout] + ([kill_at] if kill_at else [])
+            if reset_kill_at is not None:
+                deadlines.append(reset_kill_at)
             if "EXIT" in marks:
                 deadlines.append(start + marks["EXIT"] + POWER_OFF_GRACE)
             elif last_alive is not None:
@@ -145,12 +152,24 @@ def run(a):
                     line = raw.decode("utf-8", "replace").rstrip("\r")
                     if fd == log_r:
                         qemu_log["lines"] += 1
-                        qemu_log["triple_faults"] += line.startswith("Triple fault")
-                        if console_tail and (reset_dump or line.startswith("CPU Reset")):
-                            reset_dump.append(line)
-                            if killed_for is None and qemu.poll() is None:
-                                qemu.kill()     # L1 went down: do not let it boot again
-                                killed_for = "reset"
+                        if not console_tail:
+                            continue    # QEMU's own resets of the CPUs at start-up
+                        if reset_kill_at is None:
+                            # L1 is up: a triple fault logged before its CPUs' first reset is
+                            # why they were reset. (After a reset request Linux may go on to
+                            # try other ways, a triple fault among them: those come later.)
+                            qemu_log["triple_faults"] += line.startswith("Triple fault")
+                            if line.startswith("CPU Reset"):
+                                reset_dump.append(line)
+                                # L1 went down. QEMU is still writing the register dumps; L1
+                                # takes seconds to boot again, so there is time to read them.
+                                reset_kill_at = time.monotonic() + RESET_DUMP_GRACE
+                        elif not qemu_log.get("dump_done"):
+                            # The first reset's dumps end where another reset or fault begins.
+                            if line.startswith("Triple fault") or line == reset_dump[0]:
+                                qemu_log["dump_done"] = True
+                            else:
+                                reset_dump.append(line)
                         continue
                     if fd == out_r:
                         if kill_re and kill_at is None and kill_re.search(line):
