@@ -98,6 +98,7 @@ def run(a):
     qemu_log = {"lines": 0, "triple_faults": 0}
     reset_dump = []     # QEMU's log from the first CPU reset after L1's console started
     reset_kill_at = None
+    modules = {}        # L1's modules and their bases, from init's NESTED-MODULES line
     marks = {}          # NESTED-INIT / NESTED-START / NESTED-EXIT -> seconds since start
     exit_status = None
     failure = None
@@ -186,6 +187,13 @@ def run(a):
                     console_tail.append(line)
                     if a.verbose:
                         log(f"L1 {t:6.1f}| {line}")
+                    if line.startswith("NESTED-MODULES "):
+                        for entry in line.split()[1:]:
+                            name, _, base = entry.partition("@")
+                            try:
+                                modules[name] = int(base, 16)
+                            except ValueError:
+                                pass
                     m = re.search(r"NESTED-(INIT|START|EXIT (\d+)|FAIL (.*))", line)
                     what = m and m.group(1).split()[0]
                     if what and what not in marks:
@@ -227,7 +235,7 @@ def run(a):
         exit_status = None  # the command did not finish: L1 went down under it
         log("an L1 CPU was reset before the command finished; QEMU killed before L1 could boot again")
         show_console()
-        show_reset(qemu_log, reset_dump, a.system_map)
+        show_reset(qemu_log, reset_dump, a.system_map, modules)
         sys.stderr.write("NESTED-DOWN\n")
         return HARNESS_FAILURE
     if killed_for == "hung power-off":
@@ -253,7 +261,7 @@ def run(a):
         # panic or triple fault of L1 resets its CPUs instead: killed_for == "reset", above.)
         log(f"QEMU exited with status {qemu_status} before the command finished")
         show_console()
-        show_reset(qemu_log, reset_dump, a.system_map)
+        show_reset(qemu_log, reset_dump, a.system_map, modules)
         sys.stderr.write("NESTED-DOWN\n")
         return HARNESS_FAILURE
     return exit_status
@@ -276,7 +284,16 @@ def kernel_symbol(system_map, address):
     return f"{best[1]}+{address - best[0]:#x}" if best else ""
 
 
-def show_reset(qemu_log, reset_dump, system_map):
+def module_offset(modules, address):
+    """'module+0xoff' for an address in one of L1's modules (its base at or below), or ''."""
+    below = [(base, name) for name, base in modules.items() if 0 < base <= address]
+    if not below:
+        return ""
+    base, name = max(below)
+    return f"{name}+{address - base:#x}" if address - base < 64 << 20 else ""
+
+
+def show_reset(qemu_log, reset_dump, system_map, modules):
     if qemu_log["lines"] == 0:
         log("QEMU's reset log is empty: run without `-d cpu_reset -D @QEMULOG@`?")
         return
@@ -293,7 +310,7 @@ def show_reset(qemu_log, reset_dump, system_map):
         m = re.search(r"RIP=([0-9a-f]+)", line)
         if m and cpu is not None:
             rip = int(m.group(1), 16)
-            where = kernel_symbol(system_map, rip) if system_map else ""
+            where = module_offset(modules, rip) or (kernel_symbol(system_map, rip) if system_map else "")
             log(f"L1 CPU {cpu} was at RIP {rip:#x}" + (f" ({where})" if where else ""))
     for line in reset_dump[:60]:
         sys.stderr.write(f"  QEMU| {line}\n")
