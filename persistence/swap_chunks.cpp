@@ -95,11 +95,17 @@ void decompress(const SwapFile& f, size_t i, const uint8_t* stored, uint8_t* int
   if (XXH3_64bits(into, n) != e.raw_checksum) corrupt(f, i, "RAM checksum mismatch after decompression");
 }
 
+// Parses sparse chunk i's bitmap into w.map; refuses one that cannot describe the chunk.
+void read_bitmap(const SwapFile& f, size_t i, const uint8_t* stored, uint64_t n, ChunkWorker& w) {
+  if (!swapsparse::parse_bitmap(stored, f.chunks()[i].stored_length, n / kPage, w.map))
+    corrupt(f, i, "its page bitmap is invalid");
+}
+
 // A sparse chunk's non-zero pages, contiguous, with its bitmap parsed into w.map and the whole
 // form checked against the RAM checksum.
 const uint8_t* sparse_pages(const SwapFile& f, size_t i, const uint8_t* stored, uint64_t n, ChunkWorker& w) {
   const ChunkEntry& e = f.chunks()[i];
-  if (!swapsparse::parse_bitmap(stored, e.stored_length, n / kPage, w.map)) corrupt(f, i, "its page bitmap is invalid");
+  read_bitmap(f, i, stored, n, w);
   const uint64_t bitmap = swapsparse::bitmap_bytes(w.map.pages);
   if (e.kind == kSparseRaw) {
     // Its stored checksum, already checked, is its RAM checksum (SwapFile::open).
@@ -112,8 +118,6 @@ const uint8_t* sparse_pages(const SwapFile& f, size_t i, const uint8_t* stored, 
     corrupt(f, i, "RAM checksum mismatch after decompression");
   return body;
 }
-
-bool is_sparse(uint32_t kind) { return kind == kSparseRaw || kind == kSparseZstd; }
 
 // Writes the non-zero pages of `chunk` (in runs, as `map` says) to the target at `offset`; the
 // target reads as zero already, so a mostly-zero chunk costs a fraction of its size in I/O.
@@ -226,8 +230,8 @@ SwapFigures SwapFile::verify(bool decompress_too, const SwapTuning& tuning, bool
     if (is_sparse(chunks_[i].kind)) {
       if (decompress_too || chunks_[i].kind == kSparseRaw)
         sparse_pages(*this, i, stored, n, cw);
-      else if (!swapsparse::parse_bitmap(stored, chunks_[i].stored_length, n / kPage, cw.map))
-        corrupt(*this, i, "its page bitmap is invalid");
+      else
+        read_bitmap(*this, i, stored, n, cw);
     }
     done += n;
   };

@@ -64,6 +64,7 @@ static_assert(sizeof(Consumed) == 24);
 // Sparse kinds (version 2) store the chunk's sparse form (swap_sparse.hpp): a bitmap of its
 // non-zero pages, then those pages as they are (kSparseRaw) or as one zstd frame (kSparseZstd).
 enum ChunkKind : uint32_t { kZero = 0, kRaw = 1, kZstd = 2, kSparseRaw = 3, kSparseZstd = 4 };
+inline bool is_sparse(uint32_t kind) { return kind == kSparseRaw || kind == kSparseZstd; }
 
 // The chunk table follows the chunk data; one entry per chunk of RAM, in RAM order. Stored chunks
 // are contiguous from data_offset in table order, so every entry's offset is implied and checked.

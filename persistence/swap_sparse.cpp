@@ -3,17 +3,27 @@
 #include <cstring>
 #include <memory>
 
+#include "persistence/swap_format.hpp"
 #include "persistence/swap_hash.hpp"
 #include "persistence/swap_internal.hpp"
 
 namespace nvhv::persistence::swapsparse {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+using swapfmt::kPage;
 
 struct StateDeleter {
   void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
 };
+
+// A hash state per thread, made once: hashing runs once per chunk on the pool's threads.
+XXH3_state_t* started_state(const PageMap& map) {
+  thread_local std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state.get());
+  XXH3_64bits_update(state.get(), map.words.data(), bitmap_bytes(map.pages));
+  return state.get();
+}
 
 }  // namespace
 
@@ -21,22 +31,13 @@ uint64_t PageMap::sparse_bytes() const { return bitmap_bytes(pages) + nonzero * 
 
 void scan(const uint8_t* raw, uint64_t n, PageMap& map) {
   map.pages = n / kPage;
-  map.words.assign((map.pages + 63) / 64, 0);
+  map.words.assign(bitmap_bytes(map.pages) / 8, 0);
   map.nonzero = 0;
   for (uint64_t p = 0; p < map.pages; ++p) {
     if (swapimpl::is_zero(raw + p * kPage, kPage)) continue;
     map.words[p / 64] |= uint64_t{1} << (p % 64);
     ++map.nonzero;
   }
-}
-
-// A hash state per thread, made once: hashing runs once per chunk on the pool's threads.
-static XXH3_state_t* started_state(const PageMap& map) {
-  thread_local std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
-  if (!state) throw std::bad_alloc();
-  XXH3_64bits_reset(state.get());
-  XXH3_64bits_update(state.get(), map.words.data(), bitmap_bytes(map.pages));
-  return state.get();
 }
 
 uint64_t checksum(const uint8_t* raw, const PageMap& map) {

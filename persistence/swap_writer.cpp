@@ -118,7 +118,7 @@ uint64_t ram_checksum(const uint8_t* raw, uint64_t n, const swapsparse::PageMap&
 bool same_shape(uint32_t kind, const swapsparse::PageMap& map) {
   if (map.nonzero == 0) return kind == kZero;
   if (map.nonzero == map.pages) return kind == kRaw || kind == kZstd;
-  return kind == kSparseRaw || kind == kSparseZstd;
+  return is_sparse(kind);
 }
 
 void check_inputs(const SwapSource& src, const SwapTuning& t, const std::string& canonical) {
@@ -381,7 +381,7 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
     } else if (o.kind == kRaw || o.kind == kSparseRaw) {
       ++f.raw_chunks;
     }
-    if (!o.reused && (o.kind == kSparseRaw || o.kind == kSparseZstd)) ++f.sparse_chunks;
+    if (!o.reused && is_sparse(o.kind)) ++f.sparse_chunks;
     if (o.compressed_now) f.compressed_input_bytes += n;
     if (!o.reused) ++f.rewritten_chunks;
     if (o.marked_dirty) ++f.marked_dirty_chunks;
