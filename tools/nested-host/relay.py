@@ -6,10 +6,10 @@ L1 console (kernel messages, NESTED-* status lines) and the command's own output
 @QEMULOG@, a third pipe for QEMU's own log (`-d cpu_reset -D @QEMULOG@`). QEMU then logs every
 CPU's state as it resets it, and TCG logs `Triple fault` first when an L1 CPU triple faults. A
 reset after L1's console has started means L1 went down (QEMU runs without -no-reboot so that it
-logs the state): QEMU is killed at once, before L1 boots again, and the report says whether it
-was a triple fault and where each CPU was (RIP, with its kernel symbol from --system-map). The command's
-output is copied to stdout as it arrives; the console is kept for error reports (or shown with
---verbose). Exit status: the command's, 124 on timeout, 125 when the harness or L1 failed,
+logs the state): QEMU is killed RESET_DUMP_GRACE later, before L1 boots again, and the report
+says whether it was a triple fault and where each CPU was (RIP, as module+offset or with its
+kernel symbol from --system-map). The command's output is copied to stdout as it arrives; the
+console is kept for error reports (or shown with --verbose). Exit status: the command's, 124 on timeout, 125 when the harness or L1 failed,
 137 after a power cut (--kill-after-line).
 
 L1's init prints NESTED-ALIVE every few seconds from a shell loop. When those stop for HUNG_AFTER
@@ -17,8 +17,8 @@ seconds while the command runs, L1's kernel no longer schedules its own processe
 host hung, whatever the command was doing. QEMU is then killed at once (no waiting out the
 timeout) and stderr gets a NESTED-HUNG line, so callers can tell a hung test host from a command
 that is merely slow or stuck (its heartbeat goes on). The status is 124, as for a timeout.
-When QEMU ends before the command did (L1's kernel went down), stderr gets NESTED-DOWN and the
-status is 125.
+When L1 goes down before the command finished (its CPUs reset, or QEMU ends), stderr gets
+NESTED-DOWN and the status is 125.
 """
 import argparse
 import collections
@@ -96,6 +96,7 @@ def run(a):
     os.close(log_w)
     console_tail = collections.deque(maxlen=80)
     qemu_log = {"lines": 0, "triple_faults": 0}
+    dump_done = False   # reset_dump holds the first reset's register dumps, all of them
     reset_dump = []     # QEMU's log from the first CPU reset after L1's console started
     reset_kill_at = None
     modules = {}        # L1's modules and their bases, from init's NESTED-MODULES line
@@ -165,10 +166,10 @@ def run(a):
                                 # L1 went down. QEMU is still writing the register dumps; L1
                                 # takes seconds to boot again, so there is time to read them.
                                 reset_kill_at = time.monotonic() + RESET_DUMP_GRACE
-                        elif not qemu_log.get("dump_done"):
+                        elif not dump_done:
                             # The first reset's dumps end where another reset or fault begins.
                             if line.startswith("Triple fault") or line == reset_dump[0]:
-                                qemu_log["dump_done"] = True
+                                dump_done = True
                             else:
                                 reset_dump.append(line)
                         continue
@@ -231,13 +232,6 @@ def run(a):
         log("L1 cut its own power (tools/nested-host/power-switch)")
         sys.stderr.write("NESTED-POWER-CUT\n")
         return POWER_CUT
-    if killed_for == "reset":
-        exit_status = None  # the command did not finish: L1 went down under it
-        log("an L1 CPU was reset before the command finished; QEMU killed before L1 could boot again")
-        show_console()
-        show_reset(qemu_log, reset_dump, a.system_map, modules)
-        sys.stderr.write("NESTED-DOWN\n")
-        return HARNESS_FAILURE
     if killed_for == "hung power-off":
         log(f"L1 did not power off within {POWER_OFF_GRACE} s of the command's end; QEMU killed")
     if killed_for == "hung":
@@ -257,9 +251,10 @@ def run(a):
         show_console()
         return HARNESS_FAILURE
     if exit_status is None:
-        # L1 powered itself off before the command finished, or QEMU itself failed. (A reboot,
-        # panic or triple fault of L1 resets its CPUs instead: killed_for == "reset", above.)
-        log(f"QEMU exited with status {qemu_status} before the command finished")
+        if killed_for == "reset":   # L1 rebooted, panicked or triple faulted
+            log("an L1 CPU was reset before the command finished; QEMU killed before L1 could boot again")
+        else:                       # L1 powered itself off early, or QEMU itself failed
+            log(f"QEMU exited with status {qemu_status} before the command finished")
         show_console()
         show_reset(qemu_log, reset_dump, a.system_map, modules)
         sys.stderr.write("NESTED-DOWN\n")
