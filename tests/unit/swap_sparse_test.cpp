@@ -24,10 +24,11 @@ using nlohmann::json;
 using test::contains;
 using test::file_hash;
 using test::refusal_of;
+using test::small_chunks;
 namespace sparse = swapsparse;
 
 constexpr uint64_t kPage = 4096;
-constexpr uint32_t kChunk = 64 * 1024;  // 16 pages: a one-word bitmap with unused bits
+constexpr uint32_t kChunk = test::kSmallChunk;
 constexpr uint64_t kRam = 2ull << 20;
 constexpr uint64_t kChunks = kRam / kChunk;
 constexpr uint64_t kPagesPerChunk = kChunk / kPage;
@@ -59,13 +60,6 @@ std::vector<uint8_t> partly_zero_ram(uint64_t seed) {
       if (c % 4 == 2) fill_random(page, kPage, rng);
     }
   return ram;
-}
-
-SwapTuning small_chunks() {
-  SwapTuning t;
-  t.chunk_size = kChunk;
-  t.threads = 2;
-  return t;
 }
 
 // ---- the sparse form ----

@@ -26,8 +26,9 @@ using test::contains;
 using test::file_hash;
 using test::refusal_of;
 using test::sample_machine;
+using test::small_chunks;
 
-constexpr uint32_t kChunk = 64 * 1024;  // small chunks: many of them in little RAM
+constexpr uint32_t kChunk = test::kSmallChunk;
 constexpr uint64_t kRam = 4ull << 20;   // 64 chunks
 constexpr uint64_t kChunks = kRam / kChunk;
 constexpr uint32_t kVcpus = 2;
@@ -55,14 +56,6 @@ std::vector<uint8_t> state_bytes(uint64_t seed) {
   Encoder enc(out);
   encode(enc, sample_machine(kVcpus, seed));
   return out;
-}
-
-SwapTuning small_chunks(int level = 1) {
-  SwapTuning t;
-  t.chunk_size = kChunk;
-  t.level = level;
-  t.threads = 2;
-  return t;
 }
 
 void xor_byte(const std::string& path, uint64_t offset, uint8_t mask = 0x40) {
