@@ -57,7 +57,8 @@ struct SwapFigures {
   bool clean_verified = false;      // ... and chunks it called clean were compared with the base
   uint64_t marked_dirty_chunks = 0; // incremental: chunks the dirty map marked changed
   uint64_t dirty_map_misses = 0;    // incremental: marked clean but changed, so written anew
-  uint64_t ram_read_bytes = 0;      // swap-out: guest RAM actually read (hashed or compressed)
+  uint64_t ram_read_bytes = 0;      // swap-out: guest RAM examined (hashed or compressed), holes included
+  uint64_t hole_bytes = 0;          // swap-out: of ram_read_bytes, holes in the backing file, known zero unread
   uint64_t compressed_input_bytes = 0;  // RAM bytes that went through the compressor
   uint64_t stored_bytes = 0;        // chunk bytes in the swap file
   uint64_t written_bytes = 0;       // bytes this pass wrote (file or target RAM)
@@ -87,6 +88,10 @@ struct SwapSource {
   uint32_t vcpus = 0;
   uint64_t saved_realtime_ns = 0;
   uint64_t generation = 0;
+  // The regular file `ram` is mapped from, at this offset: its holes read as zero and are not
+  // read (swap_holes.hpp). -1 when RAM is not a file's or its holes are not to be trusted.
+  int holes_fd = -1;
+  uint64_t ram_file_offset = 0;
 };
 
 class SwapFile;

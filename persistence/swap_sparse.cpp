@@ -1,5 +1,6 @@
 #include "persistence/swap_sparse.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -30,14 +31,20 @@ XXH3_state_t* started_state(const PageMap& map) {
 uint64_t PageMap::sparse_bytes() const { return bitmap_bytes(pages) + nonzero * kPage; }
 
 void scan(const uint8_t* raw, uint64_t n, PageMap& map) {
+  const PageRun all{0, n / kPage};
+  scan(raw, n, {&all, 1}, map);
+}
+
+void scan(const uint8_t* raw, uint64_t n, std::span<const PageRun> runs, PageMap& map) {
   map.pages = n / kPage;
   map.words.assign(bitmap_bytes(map.pages) / 8, 0);
   map.nonzero = 0;
-  for (uint64_t p = 0; p < map.pages; ++p) {
-    if (swapimpl::is_zero(raw + p * kPage, kPage)) continue;
-    map.words[p / 64] |= uint64_t{1} << (p % 64);
-    ++map.nonzero;
-  }
+  for (const PageRun& run : runs)
+    for (uint64_t p = run.first; p < std::min(map.pages, run.first + run.count); ++p) {
+      if (swapimpl::is_zero(raw + p * kPage, kPage)) continue;
+      map.words[p / 64] |= uint64_t{1} << (p % 64);
+      ++map.nonzero;
+    }
 }
 
 uint64_t checksum(const uint8_t* raw, const PageMap& map) {

@@ -4,6 +4,7 @@
 // most chunks partly zero; in this form only the pages it used are hashed, compressed and stored.
 #include <bit>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace nvhv::persistence::swapsparse {
@@ -37,8 +38,19 @@ struct PageMap {
   }
 };
 
+// Pages [first, first + count) of a chunk.
+struct PageRun {
+  uint64_t first = 0;
+  uint64_t count = 0;
+  bool operator==(const PageRun&) const = default;
+};
+
 // Scans `n` bytes of RAM (a multiple of the 4 KiB page) into `map`, reusing its storage.
 void scan(const uint8_t* raw, uint64_t n, PageMap& map);
+
+// The same, reading only the pages in `runs` (in order, not overlapping): the others are known to
+// be zero (holes in the backing file) and are never touched.
+void scan(const uint8_t* raw, uint64_t n, std::span<const PageRun> runs, PageMap& map);
 
 // XXH3-64 of the chunk's sparse form, computed from RAM without building the form.
 uint64_t checksum(const uint8_t* raw, const PageMap& map);

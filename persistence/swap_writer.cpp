@@ -16,6 +16,7 @@
 #include "persistence/identity.hpp"
 #include "persistence/swap.hpp"
 #include "persistence/swap_hash.hpp"
+#include "persistence/swap_holes.hpp"
 #include "persistence/swap_internal.hpp"
 #include "persistence/swap_io.hpp"
 #include "persistence/swap_pool.hpp"
@@ -41,6 +42,7 @@ struct Compressor {
   swapimpl::CCtxPtr cctx;
   std::vector<uint8_t> probe_in, probe_out, sparse_out;
   swapsparse::PageMap map;
+  std::vector<swapsparse::PageRun> data;  // the chunk's pages that are not holes
 };
 
 // Random data does not compress, and zstd spends most of a chunk's time finding that out: a
@@ -68,6 +70,7 @@ struct OutSlot {
   bool miss = false;
   bool compressed_now = false;
   bool ram_read = false;
+  uint64_t hole_bytes = 0;
   std::vector<uint8_t> buf;
 };
 
@@ -150,12 +153,12 @@ std::string SwapFigures::summary() const {
     else if (dirty_map)
       incremental += fmt::format("; dirty map: {} chunks marked dirty, the clean ones copied unread", marked_dirty_chunks);
   }
-  return fmt::format("{} MiB of RAM scanned in {} chunks: {} zero, {} compressed, {} raw, {} reused, {} sparse; {:.1f} "
-                     "MiB stored (ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s{}",
-                     bytes_scanned >> 20, chunks, zero_chunks, compressed_chunks, raw_chunks, reused_chunks,
-                     sparse_chunks,
-                     double(stored_bytes) / (1 << 20), ratio, double(written_bytes) / (1 << 20), mb_per_s(), seconds,
-                     incremental);
+  const std::string holes = hole_bytes ? fmt::format(" ({} MiB of it holes, not read)", hole_bytes >> 20) : "";
+  return fmt::format("{} MiB of RAM scanned{} in {} chunks: {} zero, {} compressed, {} raw, {} reused, {} sparse; "
+                     "{:.1f} MiB stored (ratio {:.1f}); {:.1f} MiB written; {:.0f} MB/s; {:.2f} s{}",
+                     bytes_scanned >> 20, holes, chunks, zero_chunks, compressed_chunks, raw_chunks, reused_chunks,
+                     sparse_chunks, double(stored_bytes) / (1 << 20), ratio, double(written_bytes) / (1 << 20),
+                     mb_per_s(), seconds, incremental);
 }
 
 std::filesystem::path swap_temp_path(const std::filesystem::path& path) {
@@ -268,20 +271,29 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
   std::vector<ChunkEntry> table(count);
   const size_t bound = ZSTD_compressBound(cs);
 
+  const swapholes::DataFinder data_finder(src.holes_fd, src.ram_file_offset, ram_size);
+
   // With a dirty map that is trusted (verify_clean false), clean chunks are copied without reading
   // RAM; without a map every chunk is compared, whatever verify_clean says.
   const bool verify_clean = base_file && (base->verify_clean || !base->dirty_chunks);
   auto produce = [&](size_t i, unsigned worker, size_t s) {
     OutSlot& o = slots[s];
     o.reused = o.marked_dirty = o.miss = o.compressed_now = o.ram_read = false;
+    o.hole_bytes = 0;
     const uint8_t* raw = src.ram.data() + i * cs;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(cs, ram_size - i * cs));
     Compressor& comp = compressors[worker];
     swapsparse::PageMap& map = comp.map;
     uint64_t checksum = 0;
     auto read_ram = [&] {
-      populate(raw, n);
-      swapsparse::scan(raw, n, map);
+      data_finder.runs_in(i * cs / kPage, n / kPage, comp.data);
+      uint64_t data_pages = 0;
+      for (const swapsparse::PageRun& r : comp.data) {
+        populate(raw + r.first * kPage, r.count * kPage);
+        data_pages += r.count;
+      }
+      o.hole_bytes = n - data_pages * kPage;
+      swapsparse::scan(raw, n, comp.data, map);
       checksum = ram_checksum(raw, n, map);
       o.ram_read = true;
     };
@@ -387,6 +399,7 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
     if (o.marked_dirty) ++f.marked_dirty_chunks;
     if (o.miss) ++f.dirty_map_misses;
     if (o.ram_read) f.ram_read_bytes += n;
+    f.hole_bytes += o.hole_bytes;
     if (i == count / 2) fault_point("swap-out:mid-data");
     if (tuning.progress && Clock::now() - last_report >= tuning.progress_interval) {
       last_report = Clock::now();

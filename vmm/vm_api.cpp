@@ -25,7 +25,7 @@ json swap_chunks_json(const persistence::SwapFigures& f) {
   return {{"total", f.chunks},     {"zero", f.zero_chunks},         {"compressed", f.compressed_chunks},
           {"raw", f.raw_chunks},   {"sparse", f.sparse_chunks},     {"reused", f.reused_chunks},
           {"rewritten", f.rewritten_chunks},
-          {"stored_bytes", f.stored_bytes}, {"ram_read_bytes", f.ram_read_bytes}};
+          {"stored_bytes", f.stored_bytes}, {"ram_read_bytes", f.ram_read_bytes}, {"hole_bytes", f.hole_bytes}};
 }
 
 // Whether KVM's dirty log since the swap-in chose the chunks to write anew, and how it went.
