@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <system_error>
 
 #include "persistence/swap_format.hpp"
 
@@ -29,7 +30,11 @@ bool has_holes(int fd) {
 DataFinder::DataFinder(int fd, uint64_t offset, uint64_t length) {
   if (fd < 0 || length < kPage) return;
   walking_ = true;
-  thread_ = std::thread([this, fd, offset, length] { walk(fd, offset, length); });
+  try {
+    thread_ = std::thread([this, fd, offset, length] { walk(fd, offset, length); });
+  } catch (const std::system_error&) {
+    walking_ = false;  // no thread to spare: every page is read, as without holes
+  }
 }
 
 DataFinder::~DataFinder() {

@@ -271,11 +271,12 @@ PendingSwapFile write_swap_file(const std::filesystem::path& path, const SwapSou
   std::vector<ChunkEntry> table(count);
   const size_t bound = ZSTD_compressBound(cs);
 
-  const swapholes::DataFinder data_finder(src.holes_fd, src.ram_file_offset, ram_size);
-
   // With a dirty map that is trusted (verify_clean false), clean chunks are copied without reading
   // RAM; without a map every chunk is compared, whatever verify_clean says.
   const bool verify_clean = base_file && (base->verify_clean || !base->dirty_chunks);
+  // Only the chunks the guest wrote are read then: no holes worth a walk of the whole file.
+  const bool reads_dirty_only = base_file && base->dirty_chunks && !verify_clean;
+  const swapholes::DataFinder data_finder(reads_dirty_only ? -1 : src.holes_fd, src.ram_file_offset, ram_size);
   auto produce = [&](size_t i, unsigned worker, size_t s) {
     OutSlot& o = slots[s];
     o.reused = o.marked_dirty = o.miss = o.compressed_now = o.ram_read = false;
