@@ -30,11 +30,6 @@ fail() { echo "FAIL: $*"; exit 1; }
 . "$(dirname "$0")/agent_lib.sh"
 . "$(dirname "$0")/l1_verdict.sh"
 
-# L1's KVM runs this guest with shadow paging: with nested paging (TCG's emulated NPT), L1 itself
-# triple faulted right after a #VMEXIT in 5 of 11 runs of this test on 2026-12-07, and in none of
-# 7 runs with npt=0, which take about 150 s instead of 65 (docs/tier2.md).
-export NVHV_NESTED_APPEND="${NVHV_NESTED_APPEND:-} kvm_amd.npt=0"
-
 # Runs in the guest after init started the agent, at both boots (the store tells which).
 gscript=$(base64 -w0 <<'GUEST'
 st=/run/pmem; N=__KEYS__

@@ -30,17 +30,20 @@ testos=$build/guest-images/testos.elf nvhv=$build/bin/nvhv
 
 case "$what" in
   smoke)
-    # /dev/kvm inside L1, and this machine's tree visible at the same path; a MODULE.PARAM=VALUE
-    # word of NVHV_NESTED_APPEND reaches the module it names (kvm-amd.ko is module kvm_amd).
+    # /dev/kvm inside L1, and this machine's tree visible at the same path; L1's KVM without
+    # nested paging unless NVHV_NESTED_NPT=1; a MODULE.PARAM=VALUE word of NVHV_NESTED_APPEND
+    # reaches the module it names (kvm-amd.ko is module kvm_amd).
     export NVHV_NESTED_APPEND="${NVHV_NESTED_APPEND:-} kvm.halt_poll_ns=12345 kvm_amd.dump_invalid_vmcb=1"
     run_l1 0 --timeout 240 -- sh -c \
       "test -c /dev/kvm && echo KVM-OK && test -f '$src/CMakeLists.txt' && echo SOURCE-OK &&
        echo halt_poll_ns=\$(cat /sys/module/kvm/parameters/halt_poll_ns) &&
-       echo dump_invalid_vmcb=\$(cat /sys/module/kvm_amd/parameters/dump_invalid_vmcb)"
+       echo dump_invalid_vmcb=\$(cat /sys/module/kvm_amd/parameters/dump_invalid_vmcb) &&
+       echo npt=\$(cat /sys/module/kvm_amd/parameters/npt)"
     has KVM-OK
     has SOURCE-OK
     has halt_poll_ns=12345
     has dump_invalid_vmcb=Y
+    if [ "${NVHV_NESTED_NPT:-0}" = 1 ]; then has npt=Y; else has npt=N; fi
     ;;
   nvdimm)
     rm -f "$work/nvdimm.img"
