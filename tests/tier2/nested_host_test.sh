@@ -129,15 +129,24 @@ J
     # reason the output on record does not show). When the resume
     # had worked (ticks went on), the session is run again with a RETRY line, up to three
     # attempts in all: a fault that nvhv causes comes back every time and fails the test.
+    # A shutdown exit that L1's KVM traced at an L1 kernel address (testos never runs there) is
+    # TCG's #VMEXIT fault taken as the guest's (docs/tier2.md), in either session: also retried.
+    tcg_fault() { printf '%s\n' "$out" | grep -q "kvm_exit: vcpu [0-9]* reason shutdown rip 0xffff[89a-f]"; }
+    resumed_then_faulted() {
+      printf '%s\n' "$out" | grep -q "^SECOND: nvhv: resumed gen=1" &&
+        printf '%s\n' "$out" | grep -q "^SECOND: testos: tick [0-9]* ok" &&
+        printf '%s\n' "$out" | grep -q "^SECOND: nvhv: error: vcpu[0-9]*: triple fault" &&
+        ! printf '%s\n' "$out" | grep -q "^SECOND: testos: tick 12 ok"
+    }
     attempt=1
     devdax_session
-    while [ $attempt -lt 3 ] &&
-          printf '%s\n' "$out" | grep -q "^SECOND: nvhv: resumed gen=1" &&
-          printf '%s\n' "$out" | grep -q "^SECOND: testos: tick [0-9]* ok" &&
-          printf '%s\n' "$out" | grep -q "^SECOND: nvhv: error: vcpu[0-9]*: triple fault" &&
-          ! printf '%s\n' "$out" | grep -q "^SECOND: testos: tick 12 ok"; do
+    while [ $attempt -lt 3 ] && { resumed_then_faulted || tcg_fault; }; do
       attempt=$((attempt + 1))
-      echo "RETRY: a vCPU triple faulted in L1 after a working resume; attempt $attempt of 3"
+      if tcg_fault; then
+        echo "RETRY: L1's KVM saw the guest shut down at an L1 kernel address; attempt $attempt of 3"
+      else
+        echo "RETRY: a vCPU triple faulted in L1 after a working resume; attempt $attempt of 3"
+      fi
       devdax_session
     done
     has "FIRST-EXIT 0"
