@@ -88,8 +88,8 @@ struct SwapSource {
   uint32_t vcpus = 0;
   uint64_t saved_realtime_ns = 0;
   uint64_t generation = 0;
-  // The regular file `ram` is mapped from, at this offset: its holes read as zero and are not
-  // read (swap_holes.hpp). -1 when RAM is not a file's or its holes are not to be trusted.
+  // The descriptor `ram` is mapped from, at this offset: when it is a regular file, its holes
+  // read as zero and are not read (swap_holes.hpp). -1: every page is read.
   int holes_fd = -1;
   uint64_t ram_file_offset = 0;
 };

@@ -28,7 +28,7 @@ bool has_holes(int fd) {
 }
 
 DataFinder::DataFinder(int fd, uint64_t offset, uint64_t length) {
-  if (fd < 0 || length < kPage) return;
+  if (length < kPage || !has_holes(fd)) return;
   walking_ = true;
   try {
     thread_ = std::thread([this, fd, offset, length] { walk(fd, offset, length); });
@@ -61,8 +61,9 @@ void DataFinder::walk(int fd, uint64_t offset, uint64_t length) {
     std::lock_guard lock(mutex_);
     advanced_.notify_all();
     if (run) {
-      if (!runs_.empty() && runs_.back().first + runs_.back().count >= run->first)
-        runs_.back().count = std::max(runs_.back().count, run->first + run->count - runs_.back().first);
+      // Each run starts where the walk got to, at or after the previous one's end.
+      if (!runs_.empty() && runs_.back().first + runs_.back().count == run->first)
+        runs_.back().count += run->count;
       else
         runs_.push_back(*run);
     }

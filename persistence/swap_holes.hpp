@@ -28,7 +28,8 @@ bool has_holes(int fd);
 // (treating a hole as data is only slower, never wrong).
 class DataFinder {
  public:
-  DataFinder(int fd, uint64_t offset, uint64_t length);  // fd -1: everything is data, no thread
+  // fd -1 or not a regular file (has_holes): everything is data, no thread.
+  DataFinder(int fd, uint64_t offset, uint64_t length);
   ~DataFinder();
   DataFinder(const DataFinder&) = delete;
   DataFinder& operator=(const DataFinder&) = delete;

@@ -11,7 +11,6 @@
 #include <fmt/core.h>
 
 #include "persistence/identity.hpp"
-#include "persistence/swap_holes.hpp"
 #include "persistence/swap_io.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/fault_injection.hpp"
@@ -247,10 +246,8 @@ SwapOutResult swap_out_image(Image& image, const std::filesystem::path& to, cons
   src.vcpus = image.geometry().vcpus;
   src.saved_realtime_ns = state.saved_at_realtime_ns;
   src.generation = image.generation();
-  if (swapholes::has_holes(backing.fd())) {
-    src.holes_fd = backing.fd();
-    src.ram_file_offset = image.geometry().ram_offset;
-  }
+  src.holes_fd = backing.fd();  // a device or anonymous memory is read whole (swapholes::DataFinder)
+  src.ram_file_offset = image.geometry().ram_offset;
   const uint64_t swap_id = rerun ? rec.peer_id : swapio::random_id();
   const auto t0 = std::chrono::steady_clock::now();
   PendingSwapFile pending = write_swap_file(to, src, swap_id, options.tuning, base_file ? &base : nullptr);

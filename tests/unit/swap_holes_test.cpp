@@ -99,6 +99,9 @@ TEST(SwapHolesTest, WithoutARegularFileEveryPageIsData) {
   UniqueFd zero(::open("/dev/zero", O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(zero);
   EXPECT_FALSE(swapholes::has_holes(zero.get()));
+  // A device's lseek means nothing: the finder reads it whole rather than ask.
+  const std::vector<PageRun> device = swapholes::data_runs(zero.get(), 0, 16 * kPage);
+  EXPECT_EQ(device, (std::vector<PageRun>{{0, 16}})) << text(device);
   EXPECT_FALSE(swapholes::has_holes(-1));
 }
 
